@@ -1,0 +1,12 @@
+//! rbeast: Boost.Beast's WebSocket stream ported to Rust, with completion handlers on a mio
+//! reactor.
+#![deny(missing_docs)]
+#![deny(unsafe_op_in_unsafe_fn)]
+
+mod error;
+mod role;
+
+pub mod proto;
+
+pub use error::{Condition, Error, Result};
+pub use role::Role;
