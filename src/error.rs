@@ -325,14 +325,36 @@ impl std::error::Error for Error {
     }
 }
 
+/// Carries an [`Error`] through an `io::Error` (for example a failure injected into a
+/// transport, whose methods return `io::Result`); `From<io::Error>` unwraps it again.
+#[derive(Debug)]
+struct Carried(Error);
+
+impl fmt::Display for Carried {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl std::error::Error for Carried {}
+
+/// Wraps `e` in an `io::Error` that converts back to `e`.
+pub(crate) fn io_error_from(e: Error) -> io::Error {
+    io::Error::other(Carried(e))
+}
+
 impl From<io::Error> for Error {
-    /// Converts an I/O error; `UnexpectedEof` becomes [`Error::Eof`].
+    /// Converts an I/O error; `UnexpectedEof` becomes [`Error::Eof`], and an error that
+    /// carries an rbeast error (a test failure injected into a transport, say) becomes that
+    /// error again.
     fn from(e: io::Error) -> Self {
         if e.kind() == io::ErrorKind::UnexpectedEof {
-            Error::Eof
-        } else {
-            Error::Io(Arc::new(e))
+            return Error::Eof;
         }
+        if let Some(carried) = e.get_ref().and_then(|r| r.downcast_ref::<Carried>()) {
+            return carried.0.clone();
+        }
+        Error::Io(Arc::new(e))
     }
 }
 
@@ -356,6 +378,10 @@ mod tests {
         assert_eq!(a, b);
         assert_ne!(a, Error::from(io::ErrorKind::BrokenPipe));
         assert_eq!(Error::from(io::ErrorKind::UnexpectedEof), Error::Eof);
+        assert_eq!(
+            Error::from(io_error_from(Error::TestFailure)),
+            Error::TestFailure
+        );
     }
 
     #[test]

@@ -6,7 +6,9 @@
 mod error;
 mod role;
 
+pub mod net;
 pub mod proto;
+pub mod test;
 
 pub use error::{Condition, Error, Result};
 pub use role::Role;

@@ -1,0 +1,307 @@
+//! `FlatBuffer`: Beast's `flat_buffer`, as a shared handle over `BytesMut`.
+
+use std::cell::{Ref, RefCell, RefMut};
+use std::rc::Rc;
+
+use bytes::{Buf, Bytes, BytesMut};
+
+use crate::Error;
+
+struct Inner {
+    /// `buf[..readable]` is the readable data; `buf[readable..]` is initialised spare room
+    /// handed out by `prepare`, kept so that repeated reads do not re-zero it.
+    buf: BytesMut,
+    readable: usize,
+    max_size: usize,
+}
+
+/// A growable buffer of readable bytes with a bound (Beast's `flat_buffer`).
+///
+/// It is a cheap, clonable handle: operations append to it and the application reads from
+/// it, so a session keeps one and passes it to each read. Reads that would grow it past
+/// [`max_size`](FlatBuffer::max_size) fail with [`Error::BufferOverflow`].
+///
+/// ```
+/// use rbeast::net::FlatBuffer;
+/// let b = FlatBuffer::new();
+/// b.extend_from_slice(b"hello world").unwrap();
+/// b.consume(6);
+/// assert_eq!(&*b.data(), b"world");
+/// let taken = b.take(); // zero-copy
+/// assert_eq!(&taken[..], b"world");
+/// assert_eq!(b.size(), 0);
+/// ```
+#[derive(Clone)]
+pub struct FlatBuffer {
+    inner: Rc<RefCell<Inner>>,
+}
+
+impl Default for FlatBuffer {
+    fn default() -> Self {
+        FlatBuffer::new()
+    }
+}
+
+impl std::fmt::Debug for FlatBuffer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FlatBuffer")
+            .field("size", &self.size())
+            .field("max_size", &self.max_size())
+            .finish()
+    }
+}
+
+impl FlatBuffer {
+    /// An empty buffer with no bound beyond memory (`max_size` = `usize::MAX`).
+    ///
+    /// ```
+    /// assert_eq!(rbeast::net::FlatBuffer::new().size(), 0);
+    /// ```
+    pub fn new() -> FlatBuffer {
+        FlatBuffer::with_max_size(usize::MAX)
+    }
+
+    /// An empty buffer that never holds more than `max_size` readable bytes.
+    ///
+    /// ```
+    /// let b = rbeast::net::FlatBuffer::with_max_size(4);
+    /// assert!(b.extend_from_slice(b"12345").is_err());
+    /// ```
+    pub fn with_max_size(max_size: usize) -> FlatBuffer {
+        FlatBuffer {
+            inner: Rc::new(RefCell::new(Inner {
+                buf: BytesMut::new(),
+                readable: 0,
+                max_size,
+            })),
+        }
+    }
+
+    /// The readable bytes. Do not hold the returned guard across an operation on the buffer.
+    ///
+    /// ```
+    /// let b = rbeast::net::FlatBuffer::new();
+    /// b.extend_from_slice(b"ab").unwrap();
+    /// assert_eq!(&*b.data(), b"ab");
+    /// ```
+    pub fn data(&self) -> Ref<'_, [u8]> {
+        Ref::map(self.inner.borrow(), |i| &i.buf[..i.readable])
+    }
+
+    /// The number of readable bytes.
+    ///
+    /// ```
+    /// let b = rbeast::net::FlatBuffer::new();
+    /// b.extend_from_slice(b"abc").unwrap();
+    /// assert_eq!(b.size(), 3);
+    /// ```
+    pub fn size(&self) -> usize {
+        self.inner.borrow().readable
+    }
+
+    /// Bytes the buffer can hold without allocating.
+    ///
+    /// ```
+    /// let b = rbeast::net::FlatBuffer::new();
+    /// b.reserve(100).unwrap();
+    /// assert!(b.capacity() >= 100);
+    /// ```
+    pub fn capacity(&self) -> usize {
+        self.inner.borrow().buf.capacity()
+    }
+
+    /// The bound on readable bytes.
+    ///
+    /// ```
+    /// assert_eq!(rbeast::net::FlatBuffer::with_max_size(9).max_size(), 9);
+    /// ```
+    pub fn max_size(&self) -> usize {
+        self.inner.borrow().max_size
+    }
+
+    /// Makes room for `n` more readable bytes without committing them.
+    ///
+    /// # Errors
+    /// [`Error::BufferOverflow`] when `size + n` exceeds `max_size`.
+    ///
+    /// ```
+    /// let b = rbeast::net::FlatBuffer::with_max_size(10);
+    /// assert!(b.reserve(10).is_ok());
+    /// assert_eq!(b.reserve(11), Err(rbeast::Error::BufferOverflow));
+    /// ```
+    pub fn reserve(&self, n: usize) -> Result<(), Error> {
+        let mut i = self.inner.borrow_mut();
+        if n > i.max_size - i.readable {
+            return Err(Error::BufferOverflow);
+        }
+        let readable = i.readable;
+        i.buf.truncate(readable);
+        i.buf.reserve(n);
+        Ok(())
+    }
+
+    /// Returns a writable area of exactly `n` bytes after the readable bytes (Beast's
+    /// `prepare`). Bytes written there become readable with [`commit`](FlatBuffer::commit).
+    ///
+    /// # Errors
+    /// [`Error::BufferOverflow`] when `size + n` exceeds `max_size`.
+    ///
+    /// ```
+    /// let b = rbeast::net::FlatBuffer::new();
+    /// b.prepare(3).unwrap().copy_from_slice(b"xyz");
+    /// b.commit(2);
+    /// assert_eq!(&*b.data(), b"xy");
+    /// ```
+    pub fn prepare(&self, n: usize) -> Result<RefMut<'_, [u8]>, Error> {
+        let mut i = self.inner.borrow_mut();
+        if n > i.max_size - i.readable {
+            return Err(Error::BufferOverflow);
+        }
+        let end = i.readable + n;
+        if i.buf.len() < end {
+            i.buf.resize(end, 0);
+        }
+        Ok(RefMut::map(i, |i| &mut i.buf[i.readable..end]))
+    }
+
+    /// Makes `n` prepared bytes readable (at most what the last `prepare` handed out).
+    ///
+    /// ```
+    /// let b = rbeast::net::FlatBuffer::new();
+    /// b.prepare(4).unwrap().copy_from_slice(b"abcd");
+    /// b.commit(4);
+    /// assert_eq!(b.size(), 4);
+    /// ```
+    pub fn commit(&self, n: usize) {
+        let mut i = self.inner.borrow_mut();
+        let room = i.buf.len() - i.readable;
+        i.readable += n.min(room);
+    }
+
+    /// Discards the first `n` readable bytes.
+    ///
+    /// ```
+    /// let b = rbeast::net::FlatBuffer::new();
+    /// b.extend_from_slice(b"abcd").unwrap();
+    /// b.consume(3);
+    /// assert_eq!(&*b.data(), b"d");
+    /// ```
+    pub fn consume(&self, n: usize) {
+        let mut i = self.inner.borrow_mut();
+        let n = n.min(i.readable);
+        i.buf.advance(n);
+        i.readable -= n;
+    }
+
+    /// Discards every readable byte.
+    ///
+    /// ```
+    /// let b = rbeast::net::FlatBuffer::new();
+    /// b.extend_from_slice(b"abcd").unwrap();
+    /// b.clear();
+    /// assert_eq!(b.size(), 0);
+    /// ```
+    pub fn clear(&self) {
+        let n = self.size();
+        self.consume(n);
+    }
+
+    /// Appends bytes.
+    ///
+    /// # Errors
+    /// [`Error::BufferOverflow`] when the result would exceed `max_size`; nothing is appended.
+    ///
+    /// ```
+    /// let b = rbeast::net::FlatBuffer::new();
+    /// b.extend_from_slice(b"abc").unwrap();
+    /// assert_eq!(b.size(), 3);
+    /// ```
+    pub fn extend_from_slice(&self, bytes: &[u8]) -> Result<(), Error> {
+        let mut i = self.inner.borrow_mut();
+        if bytes.len() > i.max_size - i.readable {
+            return Err(Error::BufferOverflow);
+        }
+        let readable = i.readable;
+        i.buf.truncate(readable);
+        i.buf.extend_from_slice(bytes);
+        i.readable += bytes.len();
+        Ok(())
+    }
+
+    /// Takes the readable bytes out as `Bytes`, without copying; the buffer becomes empty.
+    ///
+    /// ```
+    /// let b = rbeast::net::FlatBuffer::new();
+    /// b.extend_from_slice(b"msg").unwrap();
+    /// let m = b.take();
+    /// assert_eq!(&m[..], b"msg");
+    /// assert_eq!(b.size(), 0);
+    /// ```
+    pub fn take(&self) -> Bytes {
+        let mut i = self.inner.borrow_mut();
+        let n = i.readable;
+        i.readable = 0;
+        i.buf.split_to(n).freeze()
+    }
+
+    /// A copy of the readable bytes as a `String`, replacing invalid UTF-8 (Beast's
+    /// `buffers_to_string`, handy in examples and tests).
+    ///
+    /// ```
+    /// let b = rbeast::net::FlatBuffer::new();
+    /// b.extend_from_slice(b"text").unwrap();
+    /// assert_eq!(b.to_string_lossy(), "text");
+    /// ```
+    pub fn to_string_lossy(&self) -> String {
+        String::from_utf8_lossy(&self.data()).into_owned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prepare_commit_consume_cycle_keeps_order() {
+        let b = FlatBuffer::with_max_size(16);
+        for round in 0..100u8 {
+            {
+                let mut area = b.prepare(4).unwrap();
+                area.copy_from_slice(&[round; 4]);
+            }
+            b.commit(4);
+            assert_eq!(b.size(), 4);
+            assert_eq!(&*b.data(), &[round; 4]);
+            b.consume(4);
+        }
+        assert_eq!(b.size(), 0);
+    }
+
+    #[test]
+    fn bound_is_enforced_and_nothing_is_appended_on_overflow() {
+        let b = FlatBuffer::with_max_size(5);
+        b.extend_from_slice(b"abc").unwrap();
+        assert_eq!(b.extend_from_slice(b"def"), Err(Error::BufferOverflow));
+        assert_eq!(&*b.data(), b"abc");
+        assert!(b.prepare(3).is_err());
+        assert!(b.prepare(2).is_ok());
+    }
+
+    #[test]
+    fn commit_never_exceeds_prepared_room() {
+        let b = FlatBuffer::new();
+        b.prepare(2).unwrap().copy_from_slice(b"ab");
+        b.commit(100);
+        assert_eq!(&*b.data(), b"ab");
+    }
+
+    #[test]
+    fn take_leaves_an_empty_usable_buffer() {
+        let b = FlatBuffer::new();
+        b.extend_from_slice(b"one").unwrap();
+        let one = b.take();
+        b.extend_from_slice(b"two").unwrap();
+        assert_eq!(&one[..], b"one");
+        assert_eq!(&*b.data(), b"two");
+    }
+}

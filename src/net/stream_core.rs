@@ -1,0 +1,445 @@
+//! The state shared by every byte-stream object (TCP and the in-memory test stream): latched
+//! readiness, the listener, and the object's own asynchronous read and write operations.
+
+use std::cell::{Cell, RefCell};
+use std::io::{self, IoSlice};
+use std::net::Shutdown;
+use std::rc::{Rc, Weak};
+
+use bytes::Buf;
+
+use super::context::{Handle, IoHandler, IoObject, IoToken};
+use super::flat_buffer::FlatBuffer;
+use super::readiness::Readiness;
+use super::transport::ReadyListener;
+use crate::Error;
+
+/// The most bytes one `async_read_some` asks the OS for.
+const READ_SOME_MAX: usize = 64 * 1024;
+/// The most buffers gathered into one vectored write.
+const MAX_IOVECS: usize = 64;
+
+/// The raw non-blocking I/O of one kind of stream.
+pub(crate) trait RawIo: Sized + 'static {
+    /// True when a read shorter than the buffer proves the source is drained, so readiness
+    /// can be cleared without waiting for `WouldBlock` (TCP with edge-triggered epoll).
+    const SHORT_READ_DRAINS: bool;
+    fn raw_read(&self, buf: &mut [u8]) -> io::Result<usize>;
+    fn raw_writev(&self, bufs: &[IoSlice<'_>]) -> io::Result<usize>;
+    fn raw_shutdown(&self, how: Shutdown) -> io::Result<()>;
+    fn raw_close(&self);
+    fn raw_is_open(&self) -> bool;
+    /// Readiness arrived; kinds with extra operations (TCP connect) advance them here.
+    fn on_ready_extra(_core: &StreamCore<Self>, _readiness: Readiness) {}
+    /// Cancel extra operations.
+    fn cancel_extra(_core: &StreamCore<Self>) {}
+    /// Drop extra parked handlers at shutdown.
+    fn shutdown_extra(_core: &StreamCore<Self>) {}
+}
+
+struct ReadOp {
+    buffer: FlatBuffer,
+    handler: IoHandler,
+    /// Bytes wanted in all; 0 means "some".
+    want: usize,
+    got: usize,
+}
+
+struct WriteOp {
+    data: Box<dyn Buf>,
+    handler: IoHandler,
+    all: bool,
+    written: usize,
+}
+
+pub(crate) struct StreamCore<R: RawIo> {
+    pub(crate) handle: Handle,
+    pub(crate) token: Cell<Option<IoToken>>,
+    pub(crate) io: R,
+    readable: Cell<bool>,
+    writable: Cell<bool>,
+    read_op: RefCell<Option<ReadOp>>,
+    write_op: RefCell<Option<WriteOp>>,
+    listener: RefCell<Option<Weak<dyn ReadyListener>>>,
+}
+
+impl<R: RawIo> StreamCore<R> {
+    /// Creates the core and registers it with the context.
+    pub(crate) fn new(handle: &Handle, io: R, writable: bool) -> Rc<StreamCore<R>> {
+        let core = Rc::new(StreamCore {
+            handle: handle.clone(),
+            token: Cell::new(None),
+            io,
+            readable: Cell::new(false),
+            writable: Cell::new(writable),
+            read_op: RefCell::new(None),
+            write_op: RefCell::new(None),
+            listener: RefCell::new(None),
+        });
+        let weak: Weak<StreamCore<R>> = Rc::downgrade(&core);
+        let token = handle.register(weak);
+        core.token.set(Some(token));
+        core
+    }
+
+    // ---- the Transport side ----
+
+    pub(crate) fn t_read(&self, buf: &mut [u8]) -> io::Result<usize> {
+        loop {
+            match self.io.raw_read(buf) {
+                Ok(n) => {
+                    if R::SHORT_READ_DRAINS && n < buf.len() && n > 0 {
+                        // A short read drained the socket: the next edge re-arms us.
+                        self.readable.set(false);
+                    }
+                    return Ok(n);
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    if e.kind() == io::ErrorKind::WouldBlock {
+                        self.readable.set(false);
+                    }
+                    return Err(e);
+                }
+            }
+        }
+    }
+
+    pub(crate) fn t_write(&self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+        loop {
+            match self.io.raw_writev(bufs) {
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    if e.kind() == io::ErrorKind::WouldBlock {
+                        self.writable.set(false);
+                    }
+                    return Err(e);
+                }
+                ok => return ok,
+            }
+        }
+    }
+
+    pub(crate) fn readiness(&self) -> Readiness {
+        let mut r = Readiness::EMPTY;
+        if self.readable.get() {
+            r = r | Readiness::READABLE;
+        }
+        if self.writable.get() {
+            r = r | Readiness::WRITABLE;
+        }
+        r
+    }
+
+    pub(crate) fn set_listener(&self, listener: Weak<dyn ReadyListener>) {
+        *self.listener.borrow_mut() = Some(listener);
+    }
+
+    pub(crate) fn set_latches(&self, readable: bool, writable: bool) {
+        self.readable.set(readable);
+        self.writable.set(writable);
+    }
+
+    // ---- the object's own asynchronous operations ----
+
+    /// Checks what every initiation checks; returns the handler back when it may start.
+    fn admit(&self, busy: bool, handler: IoHandler) -> Option<IoHandler> {
+        if self.handle.is_shut_down() {
+            return None; // dropped uninvoked, as every parked handler is at shutdown
+        }
+        if !self.io.raw_is_open() {
+            self.handle
+                .post_io(handler, Err(Error::OperationAborted), 0);
+            return None;
+        }
+        if busy {
+            self.handle.post_io(handler, Err(Error::AlreadyStarted), 0);
+            return None;
+        }
+        Some(handler)
+    }
+
+    pub(crate) fn start_read(&self, buffer: FlatBuffer, want: usize, handler: IoHandler) {
+        let busy = self.read_op.borrow().is_some();
+        let Some(handler) = self.admit(busy, handler) else {
+            return;
+        };
+        self.handle.work_started();
+        *self.read_op.borrow_mut() = Some(ReadOp {
+            buffer,
+            handler,
+            want,
+            got: 0,
+        });
+        self.advance_read();
+    }
+
+    pub(crate) fn start_write(&self, data: Box<dyn Buf>, all: bool, handler: IoHandler) {
+        let busy = self.write_op.borrow().is_some();
+        let Some(handler) = self.admit(busy, handler) else {
+            return;
+        };
+        self.handle.work_started();
+        *self.write_op.borrow_mut() = Some(WriteOp {
+            data,
+            handler,
+            all,
+            written: 0,
+        });
+        self.advance_write();
+    }
+
+    fn advance_read(&self) {
+        let Some(mut op) = self.read_op.borrow_mut().take() else {
+            return;
+        };
+        let result = loop {
+            let done = op.want != 0 && op.got == op.want;
+            if done {
+                break Ok(());
+            }
+            if !self.readable.get() {
+                *self.read_op.borrow_mut() = Some(op);
+                return;
+            }
+            let room = op.buffer.max_size() - op.buffer.size();
+            let n = if op.want == 0 {
+                READ_SOME_MAX.min(room)
+            } else {
+                (op.want - op.got).min(room)
+            };
+            if n == 0 {
+                break Err(Error::BufferOverflow);
+            }
+            let read = match op.buffer.prepare(n) {
+                Ok(mut area) => self.t_read(&mut area),
+                Err(e) => break Err(e),
+            };
+            match read {
+                Ok(0) => break Err(Error::Eof),
+                Ok(k) => {
+                    op.buffer.commit(k);
+                    op.got += k;
+                    if op.want == 0 {
+                        break Ok(());
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) => break Err(Error::from(e)),
+            }
+        };
+        self.handle.complete_io(op.handler, result, op.got);
+    }
+
+    fn advance_write(&self) {
+        let Some(mut op) = self.write_op.borrow_mut().take() else {
+            return;
+        };
+        let result = loop {
+            if !op.data.has_remaining() {
+                break Ok(());
+            }
+            if !self.writable.get() {
+                *self.write_op.borrow_mut() = Some(op);
+                return;
+            }
+            let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
+            let count = op.data.chunks_vectored(&mut slices);
+            match self.t_write(&slices[..count]) {
+                Ok(k) => {
+                    op.data.advance(k);
+                    op.written += k;
+                    if !op.all {
+                        break Ok(());
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) => break Err(Error::from(e)),
+            }
+        };
+        self.handle.complete_io(op.handler, result, op.written);
+    }
+
+    /// Completes the pending read and write with `OperationAborted`.
+    pub(crate) fn cancel(&self) {
+        let read = self.read_op.borrow_mut().take();
+        if let Some(op) = read {
+            self.handle
+                .complete_io(op.handler, Err(Error::OperationAborted), op.got);
+        }
+        let write = self.write_op.borrow_mut().take();
+        if let Some(op) = write {
+            self.handle
+                .complete_io(op.handler, Err(Error::OperationAborted), op.written);
+        }
+        R::cancel_extra(self);
+    }
+
+    pub(crate) fn close(&self) {
+        self.io.raw_close();
+        self.cancel();
+    }
+
+    pub(crate) fn shutdown(&self, how: Shutdown) -> io::Result<()> {
+        self.io.raw_shutdown(how)
+    }
+}
+
+impl<R: RawIo> IoObject for StreamCore<R> {
+    fn on_ready(&self, readiness: Readiness) {
+        if readiness.is_readable() {
+            self.readable.set(true);
+        }
+        if readiness.is_writable() {
+            self.writable.set(true);
+        }
+        let listener = self.listener.borrow().as_ref().and_then(Weak::upgrade);
+        if let Some(listener) = listener {
+            listener.on_ready(readiness);
+            return;
+        }
+        R::on_ready_extra(self, readiness);
+        if self.readable.get() {
+            self.advance_read();
+        }
+        if self.writable.get() {
+            self.advance_write();
+        }
+    }
+
+    fn on_shutdown(&self) {
+        let read = self.read_op.borrow_mut().take();
+        let write = self.write_op.borrow_mut().take();
+        R::shutdown_extra(self);
+        let listener = self.listener.borrow().as_ref().and_then(Weak::upgrade);
+        drop((read, write));
+        if let Some(listener) = listener {
+            listener.on_shutdown();
+        }
+    }
+}
+
+impl<R: RawIo> Drop for StreamCore<R> {
+    fn drop(&mut self) {
+        if let Some(token) = self.token.get() {
+            self.handle.deregister(token);
+        }
+    }
+}
+
+/// Implements [`Transport`](crate::net::Transport) for a handle type holding `core`.
+macro_rules! transport_via_core {
+    ($ty:ty) => {
+        impl $crate::net::Transport for $ty {
+            fn handle(&self) -> &$crate::net::Handle {
+                &self.core.handle
+            }
+            fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+                self.core.t_read(buf)
+            }
+            fn write_vectored(&mut self, bufs: &[std::io::IoSlice<'_>]) -> std::io::Result<usize> {
+                self.core.t_write(bufs)
+            }
+            fn readiness(&self) -> $crate::net::Readiness {
+                self.core.readiness()
+            }
+            fn set_listener(&mut self, listener: std::rc::Weak<dyn $crate::net::ReadyListener>) {
+                self.core.set_listener(listener)
+            }
+            fn shutdown(&mut self, how: std::net::Shutdown) -> std::io::Result<()> {
+                self.core.shutdown(how)
+            }
+            fn close(&mut self) {
+                self.core.close()
+            }
+            fn is_open(&self) -> bool {
+                self.core.io.raw_is_open()
+            }
+        }
+    };
+}
+pub(crate) use transport_via_core;
+
+/// Generates the asynchronous byte-stream operations of a handle type holding `core`.
+/// `$setup` is the doc-example preamble that binds `s`, a connected stream, and `ctx`.
+macro_rules! async_ops_via_core {
+    ($ty:ty, $setup:literal) => {
+        impl $ty {
+            #[doc = "Reads some bytes, appending them to `buffer`; the handler gets the count."]
+            #[doc = "End of stream is [`Error::Eof`](crate::Error::Eof)."]
+            #[doc = ""]
+            #[doc = "```"]
+            #[doc = $setup]
+            #[doc = "let buf = rbeast::net::FlatBuffer::new();"]
+            #[doc = "s.async_read_some(&buf, |r, n| println!(\"{r:?} {n}\"));"]
+            #[doc = "```"]
+            pub fn async_read_some(
+                &self,
+                buffer: &$crate::net::FlatBuffer,
+                handler: impl FnOnce(Result<(), $crate::Error>, usize) + 'static,
+            ) {
+                self.core.start_read(buffer.clone(), 0, Box::new(handler));
+            }
+
+            #[doc = "Reads exactly `n` bytes into `buffer` (asio's `async_read` with"]
+            #[doc = "`transfer_exactly`); on error the handler gets the count read so far."]
+            #[doc = ""]
+            #[doc = "```"]
+            #[doc = $setup]
+            #[doc = "let buf = rbeast::net::FlatBuffer::new();"]
+            #[doc = "s.async_read(&buf, 4, |r, n| println!(\"{r:?} {n}\"));"]
+            #[doc = "```"]
+            pub fn async_read(
+                &self,
+                buffer: &$crate::net::FlatBuffer,
+                n: usize,
+                handler: impl FnOnce(Result<(), $crate::Error>, usize) + 'static,
+            ) {
+                self.core.start_read(buffer.clone(), n.max(1), Box::new(handler));
+            }
+
+            #[doc = "Writes some of `data` with one (vectored) write; the handler gets the count."]
+            #[doc = ""]
+            #[doc = "```"]
+            #[doc = $setup]
+            #[doc = "s.async_write_some(&b\"hi\"[..], |r, n| println!(\"{r:?} {n}\"));"]
+            #[doc = "```"]
+            pub fn async_write_some(
+                &self,
+                data: impl bytes::Buf + 'static,
+                handler: impl FnOnce(Result<(), $crate::Error>, usize) + 'static,
+            ) {
+                self.core.start_write(Box::new(data), false, Box::new(handler));
+            }
+
+            #[doc = "Writes all of `data` (asio's `async_write`); on error the handler gets the"]
+            #[doc = "count written so far. Chains go out as vectored writes, without copying."]
+            #[doc = ""]
+            #[doc = "```"]
+            #[doc = $setup]
+            #[doc = "use bytes::Buf;"]
+            #[doc = "let msg = (&b\"head \"[..]).chain(&b\"body\"[..]);"]
+            #[doc = "s.async_write(msg, |r, n| println!(\"{r:?} {n}\"));"]
+            #[doc = "```"]
+            pub fn async_write(
+                &self,
+                data: impl bytes::Buf + 'static,
+                handler: impl FnOnce(Result<(), $crate::Error>, usize) + 'static,
+            ) {
+                self.core.start_write(Box::new(data), true, Box::new(handler));
+            }
+
+            #[doc = "Completes pending operations with"]
+            #[doc = "[`Error::OperationAborted`](crate::Error::OperationAborted); the stream stays open."]
+            #[doc = ""]
+            #[doc = "```"]
+            #[doc = $setup]
+            #[doc = "s.cancel();"]
+            #[doc = "```"]
+            pub fn cancel(&self) {
+                self.core.cancel();
+            }
+        }
+    };
+}
+pub(crate) use async_ops_via_core;
