@@ -924,12 +924,12 @@ mod tests {
             // only the context can break.
             struct Session {
                 timer: SteadyTimer,
-                sock: TcpStream,
+                _sock: TcpStream,
                 _counter: DropCounter,
             }
             let session = Rc::new(Session {
                 timer: SteadyTimer::new(&ctx),
-                sock: TcpStream::new(&ctx),
+                _sock: TcpStream::new(&ctx),
                 _counter: DropCounter(drops.clone()),
             });
             session.timer.expires_after(Duration::from_secs(3600));
