@@ -23,6 +23,9 @@ impl Readiness {
     pub const READABLE: Readiness = Readiness(1);
     /// Data can be written (or a write would report an error).
     pub const WRITABLE: Readiness = Readiness(2);
+    /// The peer finished sending (end of stream) or the connection failed: reads will not
+    /// block any more.
+    pub const READ_CLOSED: Readiness = Readiness(4);
 
     /// True when the readable flag is set.
     ///
@@ -40,6 +43,15 @@ impl Readiness {
     /// ```
     pub fn is_writable(self) -> bool {
         self.0 & 2 != 0
+    }
+
+    /// True when the read-closed flag is set.
+    ///
+    /// ```
+    /// assert!(rbeast::net::Readiness::READ_CLOSED.is_read_closed());
+    /// ```
+    pub fn is_read_closed(self) -> bool {
+        self.0 & 4 != 0
     }
 
     /// True when no flag is set.
@@ -60,6 +72,9 @@ impl Readiness {
         }
         if event.is_writable() || event.is_write_closed() || failed {
             r = r | Readiness::WRITABLE;
+        }
+        if event.is_read_closed() || failed {
+            r = r | Readiness::READ_CLOSED;
         }
         r
     }

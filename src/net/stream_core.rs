@@ -58,6 +58,9 @@ pub(crate) struct StreamCore<R: RawIo> {
     pub(crate) io: R,
     readable: Cell<bool>,
     writable: Cell<bool>,
+    /// The peer's end of stream (or an error) was signalled: reads no longer block, so a
+    /// short read proves nothing and readiness must stay set.
+    read_closed: Cell<bool>,
     read_op: RefCell<Option<ReadOp>>,
     write_op: RefCell<Option<WriteOp>>,
     listener: RefCell<Option<Weak<dyn ReadyListener>>>,
@@ -72,6 +75,7 @@ impl<R: RawIo> StreamCore<R> {
             io,
             readable: Cell::new(false),
             writable: Cell::new(writable),
+            read_closed: Cell::new(false),
             read_op: RefCell::new(None),
             write_op: RefCell::new(None),
             listener: RefCell::new(None),
@@ -88,7 +92,7 @@ impl<R: RawIo> StreamCore<R> {
         loop {
             match self.io.raw_read(buf) {
                 Ok(n) => {
-                    if R::SHORT_READ_DRAINS && n < buf.len() && n > 0 {
+                    if R::SHORT_READ_DRAINS && n < buf.len() && n > 0 && !self.read_closed.get() {
                         // A short read drained the socket: the next edge re-arms us.
                         self.readable.set(false);
                     }
@@ -138,6 +142,7 @@ impl<R: RawIo> StreamCore<R> {
     pub(crate) fn set_latches(&self, readable: bool, writable: bool) {
         self.readable.set(readable);
         self.writable.set(writable);
+        self.read_closed.set(false);
     }
 
     // ---- the object's own asynchronous operations ----
@@ -290,6 +295,9 @@ impl<R: RawIo> IoObject for StreamCore<R> {
         if readiness.is_readable() {
             self.readable.set(true);
         }
+        if readiness.is_read_closed() {
+            self.read_closed.set(true);
+        }
         if readiness.is_writable() {
             self.writable.set(true);
         }
@@ -320,10 +328,13 @@ impl<R: RawIo> IoObject for StreamCore<R> {
 }
 
 impl<R: RawIo> Drop for StreamCore<R> {
+    /// The last handle is gone: the transport closes and pending operations complete with
+    /// `OperationAborted`, as when an asio socket is destroyed.
     fn drop(&mut self) {
         if let Some(token) = self.token.get() {
             self.handle.deregister(token);
         }
+        self.close();
     }
 }
 

@@ -307,5 +307,9 @@ impl Drop for Inner {
         if let Some(token) = self.token.get() {
             self.handle.deregister(token);
         }
+        if let Some(op) = self.op.get_mut().take() {
+            self.handle
+                .complete_fn(Box::new(move || op(Err(Error::OperationAborted))));
+        }
     }
 }

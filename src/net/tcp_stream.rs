@@ -158,6 +158,8 @@ impl TcpStream {
     ) -> io::Result<TcpStream> {
         let stream = TcpStream::with_socket(handle, None);
         stream.install(sock)?;
+        // A fresh connection can take data at once; readability arrives as an event.
+        stream.core.set_latches(false, true);
         Ok(stream)
     }
 
