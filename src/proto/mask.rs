@@ -50,10 +50,8 @@ pub fn apply_mask(buf: &mut [u8], key: [u8; 4], offset: usize) -> usize {
         }
         return next;
     }
-    let mut pattern = [0u8; BLOCK];
-    for (i, p) in pattern.iter_mut().enumerate() {
-        *p = k[i & 3];
-    }
+    let pattern = [k; BLOCK / 4];
+    let pattern = pattern.as_flattened();
     let mut blocks = buf.chunks_exact_mut(BLOCK);
     for block in &mut blocks {
         for (b, p) in block.iter_mut().zip(pattern.iter()) {
