@@ -290,9 +290,9 @@ impl ReadRules {
 ///
 /// Beast also waits for a control frame's whole payload before it accepts the header; since
 /// no check depends on that payload, the reader returns the header at once and the caller
-/// collects the (at most 125) payload bytes. After an error the reader's state is
-/// unspecified: the connection is failed and the reader must not be used again without
-/// [`reset`](Self::reset).
+/// collects the (at most 125) payload bytes. A rejected header leaves the message state as
+/// it was, but the connection is failed: Beast reads no further frames, and the reader
+/// should not be fed again before [`reset`](Self::reset).
 ///
 /// ```
 /// use rbeast::proto::frame::{FrameReader, Opcode, ReadRules};
@@ -1134,6 +1134,27 @@ mod tests {
                 "chunk {chunk}"
             );
         }
+    }
+
+    #[test]
+    fn a_rejected_header_changes_nothing() {
+        let mut r = in_message(Role::Client, false);
+        r.set_rules(rules(Role::Client, false, 1));
+        let before = (
+            r.continuation_expected(),
+            r.message_size(),
+            r.message_opcode(),
+        );
+        assert_eq!(r.decode(&[0x80, 0x05]), Err(Error::MessageTooBig));
+        assert_eq!(r.decode(&[0x81, 0x00]), Err(Error::BadDataFrame));
+        let after = (
+            r.continuation_expected(),
+            r.message_size(),
+            r.message_opcode(),
+        );
+        assert_eq!(before, after);
+        assert!(r.decode(&[0x80, 0x01]).unwrap().is_some());
+        assert!(!r.continuation_expected());
     }
 
     #[test]
