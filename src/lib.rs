@@ -9,6 +9,7 @@ mod role;
 pub mod net;
 pub mod proto;
 pub mod test;
+pub mod websocket;
 
 pub use error::{Condition, Error, Result};
 pub use role::Role;

@@ -423,7 +423,6 @@ impl Handle {
 
     /// Asks for `target.flush()` once the current batch of handlers has run (the cork of
     /// corked writes: one vectored write per connection per loop turn).
-    #[cfg_attr(not(test), allow(dead_code))]
     pub(crate) fn defer_flush(&self, target: Rc<dyn Flush>) {
         self.inner.flushes.borrow_mut().push(target);
     }

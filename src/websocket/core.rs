@@ -1,0 +1,870 @@
+//! The state of a WebSocket stream and the engine that advances its operations on
+//! readiness events.
+//!
+//! All composed operations share one engine: bytes read from the transport are parsed into
+//! frames for whichever operation owns the read side (a read, a closing drain, a teardown),
+//! and every frame written is appended to the corked [`Output`], flushed once per loop turn
+//! with one vectored write. Control frames (pongs, close replies) are appended between
+//! whole frames, so they interleave with large fragmented messages without any lock.
+//! Completions are queued on the context, never run inline.
+
+use std::cell::RefCell;
+use std::io;
+use std::net::Shutdown;
+use std::rc::Rc;
+
+use bytes::{Buf, BytesMut};
+
+use super::output::Output;
+use super::FrameType;
+use crate::net::{FlatBuffer, Handle, IoHandler, Transport, WaitHandler};
+use crate::proto::close::{CloseCode, CloseReason};
+use crate::proto::frame::{FrameHeader, FrameReader, Opcode, ReadRules, MAX_CONTROL_PAYLOAD};
+use crate::proto::mask::{apply_mask, mask_key};
+use crate::proto::utf8::Utf8Validator;
+use crate::{Error, Role};
+
+/// Unmasked payloads at least this long are queued without copying.
+const ZERO_COPY_MIN: usize = 1024;
+/// Bytes asked of the transport per read.
+const READ_CHUNK: usize = 64 * 1024;
+/// Rounds of the engine per event, so that one busy peer cannot starve the others.
+const MAX_ROUNDS: usize = 64;
+
+/// Beast's `status_`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Status {
+    Handshake,
+    Open,
+    Closing,
+    Closed,
+    Failed,
+}
+
+/// The stream's options (Beast's `set_option` values and setters).
+#[derive(Debug, Clone)]
+pub(crate) struct Options {
+    pub(crate) binary: bool,
+    pub(crate) auto_fragment: bool,
+    pub(crate) write_buffer_bytes: usize,
+    pub(crate) read_message_max: u64,
+    pub(crate) secure_prng: bool,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            binary: false,
+            auto_fragment: true,
+            write_buffer_bytes: 4096,
+            read_message_max: ReadRules::DEFAULT_READ_MESSAGE_MAX,
+            secure_prng: true,
+        }
+    }
+}
+
+impl Options {
+    /// Output beyond this is written at once instead of at the end of the loop turn, and a
+    /// write waits for the transport before it completes.
+    pub(crate) fn high_water(&self) -> usize {
+        (self.write_buffer_bytes * 16).max(64 * 1024)
+    }
+}
+
+pub(crate) struct ReadOp {
+    pub(crate) buffer: FlatBuffer,
+    /// Most payload bytes to deliver (read_some); `usize::MAX` for no limit.
+    pub(crate) limit: usize,
+    /// Read a whole message (async_read) rather than some of it.
+    pub(crate) whole: bool,
+    pub(crate) handler: IoHandler,
+    pub(crate) n: usize,
+}
+
+pub(crate) struct WriteOp {
+    pub(crate) data: Box<dyn Buf>,
+    pub(crate) fin: bool,
+    pub(crate) handler: IoHandler,
+    pub(crate) taken: usize,
+    pub(crate) emitted: bool,
+}
+
+/// What a finished teardown completes.
+enum AfterTeardown {
+    /// A read that received the peer's close: `Error::Closed`.
+    ReadClosed,
+    /// A read that failed the connection with this error.
+    ReadFailed(Error),
+    /// The close operation (with the error met while draining, if any).
+    Close(Option<Error>),
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum TeardownPhase {
+    Flush,
+    Drain,
+}
+
+struct Teardown {
+    phase: TeardownPhase,
+    then: AfterTeardown,
+}
+
+/// Who consumes the frames read from the transport.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Consumer {
+    Read,
+    CloseDrain,
+}
+
+/// The result of one parsing step.
+enum Step {
+    Progress,
+    NeedInput,
+    /// The consumer's operation ended (completed, or handed over to a teardown).
+    Finished,
+}
+
+pub(crate) type ControlCallback = Rc<RefCell<dyn FnMut(FrameType, &[u8])>>;
+
+pub(crate) struct Core<T: Transport> {
+    pub(crate) transport: T,
+    pub(crate) role: Role,
+    pub(crate) status: Status,
+    pub(crate) opts: Options,
+    pub(crate) control: Option<ControlCallback>,
+
+    // read side
+    reader: FrameReader,
+    rd_buf: BytesMut,
+    rd_frame: Option<FrameHeader>,
+    rd_remain: u64,
+    rd_phase: usize,
+    pending_control: Option<(FrameHeader, usize)>,
+    pub(crate) rd_done: bool,
+    pub(crate) rd_text: bool,
+    utf8: Utf8Validator,
+    pub(crate) close_reason: CloseReason,
+
+    // write side
+    out: Output,
+    wr_cont: bool,
+    wr_opcode: Opcode,
+    wr_auto_fragment: bool,
+    pub(crate) wr_close: bool,
+    flush_scheduled: bool,
+    flush_blocked: bool,
+
+    // operations
+    pub(crate) read_op: Option<ReadOp>,
+    /// A read parked behind a close that owns the read side; it ends `OperationAborted`.
+    read_suspended: bool,
+    pub(crate) write_op: Option<WriteOp>,
+    pub(crate) close_op: Option<WaitHandler>,
+    teardown: Option<Teardown>,
+    /// A real error was delivered; later operations see `OperationAborted`.
+    ec_delivered: bool,
+    /// An error met with no operation pending, for the next operation.
+    pending_error: Option<Error>,
+}
+
+impl<T: Transport> Core<T> {
+    pub(crate) fn new(transport: T) -> Core<T> {
+        Core {
+            transport,
+            role: Role::Client,
+            status: Status::Handshake,
+            opts: Options::default(),
+            control: None,
+            reader: FrameReader::new(ReadRules::new(Role::Client)),
+            rd_buf: BytesMut::new(),
+            rd_frame: None,
+            rd_remain: 0,
+            rd_phase: 0,
+            pending_control: None,
+            rd_done: true,
+            rd_text: true,
+            utf8: Utf8Validator::new(),
+            close_reason: CloseReason::default(),
+            out: Output::default(),
+            wr_cont: false,
+            wr_opcode: Opcode::Text,
+            wr_auto_fragment: true,
+            wr_close: false,
+            flush_scheduled: false,
+            flush_blocked: false,
+            read_op: None,
+            read_suspended: false,
+            write_op: None,
+            close_op: None,
+            teardown: None,
+            ec_delivered: false,
+            pending_error: None,
+        }
+    }
+
+    /// Starts the open phase in `role`; `leftover` are bytes already read after the
+    /// handshake (frame data).
+    pub(crate) fn open(&mut self, role: Role, leftover: &[u8]) {
+        self.role = role;
+        self.status = Status::Open;
+        let mut rules = ReadRules::new(role);
+        rules.read_message_max = self.opts.read_message_max;
+        self.reader = FrameReader::new(rules);
+        self.rd_buf.clear();
+        self.rd_buf.extend_from_slice(leftover);
+        self.rd_frame = None;
+        self.rd_remain = 0;
+        self.pending_control = None;
+        self.rd_done = true;
+        self.wr_cont = false;
+        self.wr_close = false;
+        self.close_reason = CloseReason::default();
+        self.ec_delivered = false;
+        self.pending_error = None;
+    }
+
+    pub(crate) fn set_read_message_max(&mut self, max: u64) {
+        self.opts.read_message_max = max;
+        let mut rules = *self.reader.rules();
+        rules.read_message_max = max;
+        self.reader.set_rules(rules);
+    }
+
+    /// True when the output should be flushed at the end of this loop turn.
+    pub(crate) fn take_flush_request(&mut self) -> bool {
+        if self.out.is_empty() || self.flush_scheduled || self.flush_blocked {
+            return false;
+        }
+        self.flush_scheduled = true;
+        true
+    }
+
+    // ---------------------------------------------------------------- error delivery
+
+    /// Beast's "first error wins": the first real error goes to one operation, later ones
+    /// see `OperationAborted`.
+    fn deliver(&mut self, e: Error) -> Error {
+        if self.ec_delivered {
+            return Error::OperationAborted;
+        }
+        self.ec_delivered = true;
+        e
+    }
+
+    /// Checks what every initiation checks. `Ok` means the operation may start.
+    pub(crate) fn admit(&mut self, busy: bool) -> Result<(), Error> {
+        if let Some(e) = self.pending_error.take() {
+            self.ec_delivered = true;
+            return Err(e);
+        }
+        match self.status {
+            Status::Closed | Status::Failed | Status::Handshake => {
+                return Err(Error::OperationAborted)
+            }
+            Status::Open | Status::Closing => {}
+        }
+        if busy {
+            return Err(Error::AlreadyStarted);
+        }
+        Ok(())
+    }
+
+    /// The connection failed with `e` outside any protocol exchange (a transport error):
+    /// the first pending operation gets `e`, the others `OperationAborted`.
+    fn fail_all(&mut self, handle: &Handle, e: Error) {
+        self.status = Status::Failed;
+        self.out.discard();
+        self.teardown = None;
+        let mut e = Some(e);
+        let mut next = |core: &mut Core<T>| match e.take() {
+            Some(e) => core.deliver(e),
+            None => Error::OperationAborted,
+        };
+        let any_pending =
+            self.read_op.is_some() || self.write_op.is_some() || self.close_op.is_some();
+        if let Some(op) = self.read_op.take() {
+            let err = next(self);
+            handle.complete_io(op.handler, Err(err), op.n);
+        }
+        if let Some(op) = self.write_op.take() {
+            let err = next(self);
+            handle.complete_io(op.handler, Err(err), op.taken);
+        }
+        if let Some(h) = self.close_op.take() {
+            let err = next(self);
+            handle.complete_wait(h, Err(err));
+        }
+        if !any_pending {
+            if let Some(e) = e.take() {
+                if !self.ec_delivered {
+                    self.pending_error = Some(e);
+                }
+            }
+        }
+        self.read_suspended = false;
+    }
+
+    // ---------------------------------------------------------------- writing
+
+    /// Appends one frame taking `len` bytes from `data`.
+    fn emit_frame(&mut self, fin: bool, opcode: Opcode, data: &mut dyn Buf, len: usize) {
+        let mask = match self.role {
+            Role::Client => Some(mask_key(self.opts.secure_prng)),
+            Role::Server => None,
+        };
+        let header = FrameHeader::new(fin, opcode, len as u64, mask);
+        let mut raw = [0u8; crate::proto::frame::MAX_HEADER_LEN];
+        let n = header.encode(&mut raw);
+        self.out.push_copy(&raw[..n]);
+        match mask {
+            Some(key) => {
+                let copy = self.out.push_from_buf(data, len);
+                apply_mask(copy, key, 0);
+            }
+            None if len >= ZERO_COPY_MIN => self.out.push_shared(data.copy_to_bytes(len)),
+            None => {
+                self.out.push_from_buf(data, len);
+            }
+        }
+    }
+
+    /// Appends a control frame.
+    pub(crate) fn emit_control(&mut self, opcode: Opcode, payload: &[u8]) {
+        let mut data = payload;
+        self.emit_frame(true, opcode, &mut data, payload.len());
+    }
+
+    /// Appends a close frame for `reason` (empty when it has no code).
+    fn emit_close(&mut self, reason: &CloseReason) {
+        let mut payload = [0u8; MAX_CONTROL_PAYLOAD];
+        let n = reason.encode(&mut payload).unwrap_or(0);
+        self.emit_control(Opcode::Close, &payload[..n]);
+        self.wr_close = true;
+    }
+
+    /// Emits frames for the pending write until it is done or the output is full.
+    fn advance_write(&mut self, handle: &Handle) -> bool {
+        let Some(mut op) = self.write_op.take() else {
+            return false;
+        };
+        if self.wr_close || self.status != Status::Open {
+            let e = self.deliver(Error::OperationAborted);
+            handle.complete_io(op.handler, Err(e), op.taken);
+            return true;
+        }
+        let mut progressed = false;
+        loop {
+            let remaining = op.data.remaining();
+            if op.emitted && remaining == 0 {
+                handle.complete_io(op.handler, Ok(()), op.taken);
+                return true;
+            }
+            if self.out.len() >= self.opts.high_water() {
+                self.write_op = Some(op);
+                return progressed;
+            }
+            if !self.wr_cont {
+                // A new message: latch its settings (Beast latches them at message start).
+                self.wr_opcode = if self.opts.binary {
+                    Opcode::Binary
+                } else {
+                    Opcode::Text
+                };
+                self.wr_auto_fragment = self.opts.auto_fragment;
+            }
+            let len = if self.wr_auto_fragment {
+                remaining.min(self.opts.write_buffer_bytes)
+            } else {
+                remaining
+            };
+            let last = len == remaining;
+            let fin = op.fin && last;
+            let opcode = if self.wr_cont {
+                Opcode::Continuation
+            } else {
+                self.wr_opcode
+            };
+            self.emit_frame(fin, opcode, &mut *op.data, len);
+            self.wr_cont = !fin;
+            op.taken += len;
+            op.emitted = true;
+            progressed = true;
+        }
+    }
+
+    /// Writes queued output now. Returns true when something was written.
+    pub(crate) fn flush_now(&mut self, handle: &Handle) -> bool {
+        self.flush_scheduled = false;
+        if self.out.is_empty() {
+            self.flush_blocked = false;
+            return false;
+        }
+        let before = self.out.len();
+        match self.out.flush(&mut self.transport) {
+            Ok(done) => self.flush_blocked = !done,
+            Err(e) => {
+                self.flush_blocked = false;
+                self.fail_all(handle, Error::from(e));
+                return true;
+            }
+        }
+        self.out.len() != before
+    }
+
+    // ---------------------------------------------------------------- reading
+
+    /// Reads from the transport into `rd_buf`. `Ok(true)` when bytes arrived, `Ok(false)`
+    /// when the transport would block; end of stream is `Err(Error::Eof)`.
+    fn fill(&mut self) -> Result<bool, Error> {
+        if !self.transport.readiness().is_readable() {
+            return Ok(false);
+        }
+        let len = self.rd_buf.len();
+        self.rd_buf.resize(len + READ_CHUNK, 0);
+        let r = self.transport.read(&mut self.rd_buf[len..]);
+        match r {
+            Ok(0) => {
+                self.rd_buf.truncate(len);
+                Err(Error::Eof)
+            }
+            Ok(n) => {
+                self.rd_buf.truncate(len + n);
+                Ok(true)
+            }
+            Err(e) => {
+                self.rd_buf.truncate(len);
+                if e.kind() == io::ErrorKind::WouldBlock {
+                    Ok(false)
+                } else {
+                    Err(Error::from(e))
+                }
+            }
+        }
+    }
+
+    fn consumer(&self) -> Option<Consumer> {
+        if self.teardown.is_some() || self.status == Status::Handshake {
+            return None;
+        }
+        if self.read_op.is_some() && !self.read_suspended {
+            return Some(Consumer::Read);
+        }
+        if self.close_op.is_some() {
+            return Some(Consumer::CloseDrain);
+        }
+        None
+    }
+
+    /// Parses and delivers frames until the consumer's operation ends or input runs out.
+    fn advance_input(&mut self, handle: &Handle) -> bool {
+        let mut progressed = false;
+        loop {
+            let Some(consumer) = self.consumer() else {
+                return progressed;
+            };
+            match self.step(handle, consumer) {
+                Step::Progress => progressed = true,
+                Step::Finished => return true,
+                Step::NeedInput => match self.fill() {
+                    Ok(true) => progressed = true,
+                    Ok(false) => return progressed,
+                    Err(e) => {
+                        self.on_read_error(handle, consumer, e);
+                        return true;
+                    }
+                },
+            }
+        }
+    }
+
+    /// The transport ended or failed while a frame consumer needed input.
+    fn on_read_error(&mut self, handle: &Handle, consumer: Consumer, e: Error) {
+        match consumer {
+            Consumer::Read => {
+                if let Some(op) = self.read_op.take() {
+                    let err = self.deliver(e);
+                    self.status = Status::Failed;
+                    handle.complete_io(op.handler, Err(err), op.n);
+                }
+            }
+            Consumer::CloseDrain => {
+                if let Some(h) = self.close_op.take() {
+                    let err = self.deliver(e);
+                    self.status = Status::Failed;
+                    handle.complete_wait(h, Err(err));
+                    self.finish_suspended_read(handle);
+                }
+            }
+        }
+    }
+
+    fn finish_suspended_read(&mut self, handle: &Handle) {
+        if self.read_suspended {
+            self.read_suspended = false;
+            if let Some(op) = self.read_op.take() {
+                handle.complete_io(op.handler, Err(Error::OperationAborted), op.n);
+            }
+        }
+    }
+
+    fn complete_read(&mut self, handle: &Handle, result: Result<(), Error>) {
+        if let Some(op) = self.read_op.take() {
+            handle.complete_io(op.handler, result, op.n);
+        }
+    }
+
+    /// One parsing step for `consumer`.
+    fn step(&mut self, handle: &Handle, consumer: Consumer) -> Step {
+        if self.rd_remain > 0 {
+            return self.step_payload(handle, consumer);
+        }
+        if consumer == Consumer::Read && self.close_op.is_some() {
+            // A close owns the read side once the reader waits for a header (Beast's
+            // hand-over): the read ends `OperationAborted` after the close completes.
+            self.read_suspended = true;
+            return Step::Progress;
+        }
+        let (header, header_len) = match self.pending_control.take() {
+            Some(pending) => pending,
+            None => match self.reader.decode(&self.rd_buf) {
+                Ok(Some(found)) => found,
+                Ok(None) => return Step::NeedInput,
+                Err(e) => {
+                    self.fail_protocol(consumer, e);
+                    return Step::Finished;
+                }
+            },
+        };
+        if header.opcode.is_control() {
+            let total = header_len + header.len as usize;
+            if self.rd_buf.len() < total {
+                self.pending_control = Some((header, header_len));
+                return Step::NeedInput;
+            }
+            let mut payload = [0u8; MAX_CONTROL_PAYLOAD];
+            let n = header.len as usize;
+            payload[..n].copy_from_slice(&self.rd_buf[header_len..total]);
+            self.rd_buf.advance(total);
+            if let Some(key) = header.mask {
+                apply_mask(&mut payload[..n], key, 0);
+            }
+            return self.on_control(handle, consumer, header.opcode, &payload[..n]);
+        }
+        self.rd_buf.advance(header_len);
+        if header.opcode != Opcode::Continuation {
+            self.rd_done = false;
+            self.rd_text = header.opcode == Opcode::Text;
+            self.utf8.reset();
+        }
+        self.rd_remain = header.len;
+        self.rd_phase = 0;
+        self.rd_frame = Some(header);
+        if header.len == 0 {
+            return self.end_of_frame(handle, consumer);
+        }
+        Step::Progress
+    }
+
+    /// Delivers (or discards) payload bytes of the current data frame.
+    fn step_payload(&mut self, handle: &Handle, consumer: Consumer) -> Step {
+        let avail = self.rd_buf.len().min(self.rd_remain as usize);
+        if avail == 0 {
+            return Step::NeedInput;
+        }
+        let Some(frame) = self.rd_frame else {
+            return Step::NeedInput;
+        };
+        if consumer == Consumer::CloseDrain {
+            self.rd_buf.advance(avail);
+            self.rd_remain -= avail as u64;
+            if self.rd_remain == 0 {
+                return self.end_of_frame(handle, consumer);
+            }
+            return Step::Progress;
+        }
+        let Some(op) = self.read_op.as_mut() else {
+            return Step::NeedInput;
+        };
+        let n = avail.min(op.limit - op.n);
+        if n == 0 {
+            self.complete_read(handle, Ok(()));
+            return Step::Finished;
+        }
+        if let Some(key) = frame.mask {
+            self.rd_phase = apply_mask(&mut self.rd_buf[..n], key, self.rd_phase);
+        }
+        if self.rd_text {
+            if let Err(e) = self.utf8.feed(&self.rd_buf[..n]) {
+                self.fail_protocol(consumer, e);
+                return Step::Finished;
+            }
+        }
+        if let Err(e) = op.buffer.extend_from_slice(&self.rd_buf[..n]) {
+            // Beast: the dynamic buffer overflowed; the stream is failed, no close frame.
+            let err = self.deliver(e);
+            self.status = Status::Failed;
+            self.complete_read(handle, Err(err));
+            return Step::Finished;
+        }
+        op.n += n;
+        self.rd_buf.advance(n);
+        self.rd_remain -= n as u64;
+        if self.rd_remain == 0 {
+            return self.end_of_frame(handle, consumer);
+        }
+        if !self.read_op.as_ref().is_some_and(|op| op.whole) {
+            self.complete_read(handle, Ok(()));
+            return Step::Finished;
+        }
+        Step::Progress
+    }
+
+    /// The current data frame's payload is all in.
+    fn end_of_frame(&mut self, handle: &Handle, consumer: Consumer) -> Step {
+        let Some(frame) = self.rd_frame.take() else {
+            return Step::Progress;
+        };
+        if consumer == Consumer::CloseDrain {
+            return Step::Progress;
+        }
+        if frame.fin {
+            if self.rd_text {
+                if let Err(e) = self.utf8.finish() {
+                    self.fail_protocol(consumer, e);
+                    return Step::Finished;
+                }
+            }
+            self.rd_done = true;
+            self.complete_read(handle, Ok(()));
+            return Step::Finished;
+        }
+        let some = self
+            .read_op
+            .as_ref()
+            .is_some_and(|op| !op.whole && op.n > 0);
+        if some {
+            self.complete_read(handle, Ok(()));
+            return Step::Finished;
+        }
+        Step::Progress
+    }
+
+    /// Handles a received control frame.
+    fn on_control(
+        &mut self,
+        handle: &Handle,
+        consumer: Consumer,
+        opcode: Opcode,
+        payload: &[u8],
+    ) -> Step {
+        let draining = consumer == Consumer::CloseDrain;
+        match opcode {
+            Opcode::Ping => {
+                if !draining && self.status == Status::Open {
+                    self.notify(handle, FrameType::Ping, payload);
+                    self.emit_control(Opcode::Pong, payload);
+                }
+                Step::Progress
+            }
+            Opcode::Pong => {
+                if !draining && !self.wr_close {
+                    self.notify(handle, FrameType::Pong, payload);
+                }
+                Step::Progress
+            }
+            _ => {
+                let reason = match CloseReason::parse(payload) {
+                    Ok(r) => r,
+                    Err(e) => {
+                        self.fail_protocol(consumer, e);
+                        return Step::Finished;
+                    }
+                };
+                self.close_reason = reason;
+                if draining {
+                    self.start_teardown(AfterTeardown::Close(None));
+                    return Step::Finished;
+                }
+                self.notify(handle, FrameType::Close, reason.reason().as_bytes());
+                if !self.wr_close {
+                    let code = if reason.code == CloseCode::NONE {
+                        CloseCode::NORMAL
+                    } else {
+                        reason.code
+                    };
+                    self.emit_close(&CloseReason::new(code));
+                }
+                self.status = Status::Closing;
+                self.start_teardown(AfterTeardown::ReadClosed);
+                Step::Finished
+            }
+        }
+    }
+
+    /// Queues the control callback, if any, from the run loop.
+    fn notify(&self, handle: &Handle, kind: FrameType, payload: &[u8]) {
+        if let Some(cb) = self.control.clone() {
+            let mut copy = [0u8; MAX_CONTROL_PAYLOAD];
+            let n = payload.len().min(MAX_CONTROL_PAYLOAD);
+            copy[..n].copy_from_slice(&payload[..n]);
+            handle.post(move || (cb.borrow_mut())(kind, &copy[..n]));
+        }
+    }
+
+    /// A protocol violation: send the close code it calls for (unless a close frame was
+    /// sent already), tear down, and complete with the error.
+    fn fail_protocol(&mut self, consumer: Consumer, e: Error) {
+        if !self.wr_close {
+            if let Some(code) = e.close_code() {
+                self.emit_close(&CloseReason::new(CloseCode(code)));
+            }
+        }
+        self.status = Status::Closing;
+        let then = match consumer {
+            Consumer::Read => AfterTeardown::ReadFailed(e),
+            Consumer::CloseDrain => AfterTeardown::Close(Some(e)),
+        };
+        self.start_teardown(then);
+    }
+
+    // ---------------------------------------------------------------- closing
+
+    /// Starts the closing handshake: queues our close frame.
+    pub(crate) fn start_close(&mut self, reason: &CloseReason) {
+        self.emit_close(reason);
+        self.status = Status::Closing;
+    }
+
+    fn start_teardown(&mut self, then: AfterTeardown) {
+        self.teardown = Some(Teardown {
+            phase: TeardownPhase::Flush,
+            then,
+        });
+    }
+
+    /// Tears the transport down (RFC 6455 §7.1.1, Beast's order): a server shuts down its
+    /// sending side first and then reads until end of stream; a client reads until end of
+    /// stream first. Then the transport is closed.
+    fn advance_teardown(&mut self, handle: &Handle) -> bool {
+        let Some(phase) = self.teardown.as_ref().map(|t| t.phase) else {
+            return false;
+        };
+        if phase == TeardownPhase::Flush {
+            if !self.out.is_empty() && (!self.flush_now(handle) || !self.out.is_empty()) {
+                return false;
+            }
+            if self.teardown.is_none() {
+                return true; // the flush failed the connection
+            }
+            if self.role == Role::Server {
+                let _ = self.transport.shutdown(Shutdown::Write);
+            }
+            if let Some(t) = self.teardown.as_mut() {
+                t.phase = TeardownPhase::Drain;
+            }
+        }
+        let outcome = loop {
+            self.rd_buf.clear();
+            match self.fill() {
+                Ok(true) => continue,
+                Ok(false) => return phase == TeardownPhase::Flush,
+                Err(Error::Eof) => break None,
+                Err(e) => break Some(e),
+            }
+        };
+        if self.role == Role::Client {
+            let _ = self.transport.shutdown(Shutdown::Write);
+        }
+        self.transport.close();
+        self.rd_buf = BytesMut::new();
+        let Some(teardown) = self.teardown.take() else {
+            return true;
+        };
+        self.finish_teardown(handle, teardown.then, outcome);
+        true
+    }
+
+    fn finish_teardown(&mut self, handle: &Handle, then: AfterTeardown, outcome: Option<Error>) {
+        match then {
+            AfterTeardown::ReadClosed => {
+                let result = match outcome {
+                    None => {
+                        self.status = Status::Closed;
+                        Error::Closed
+                    }
+                    Some(e) => {
+                        self.status = Status::Failed;
+                        e
+                    }
+                };
+                let err = self.deliver(result);
+                self.complete_read(handle, Err(err));
+            }
+            AfterTeardown::ReadFailed(e) => {
+                self.status = Status::Failed;
+                let err = self.deliver(e);
+                self.complete_read(handle, Err(err));
+            }
+            AfterTeardown::Close(error) => {
+                let error = error.or(outcome);
+                self.status = if error.is_some() {
+                    Status::Failed
+                } else {
+                    Status::Closed
+                };
+                let result = match error {
+                    None => Ok(()),
+                    Some(e) => Err(self.deliver(e)),
+                };
+                if let Some(h) = self.close_op.take() {
+                    handle.complete_wait(h, result);
+                }
+                self.finish_suspended_read(handle);
+            }
+        }
+        if let Some(op) = self.write_op.take() {
+            handle.complete_io(op.handler, Err(Error::OperationAborted), op.taken);
+        }
+    }
+
+    // ---------------------------------------------------------------- the engine
+
+    /// Advances every operation as far as the transport allows.
+    pub(crate) fn drive(&mut self, handle: &Handle) {
+        for _ in 0..MAX_ROUNDS {
+            let mut progressed = false;
+            if self.flush_blocked && self.transport.readiness().is_writable() {
+                progressed |= self.flush_now(handle);
+            }
+            progressed |= self.advance_write(handle);
+            if self.out.len() >= self.opts.high_water() {
+                progressed |= self.flush_now(handle);
+            }
+            progressed |= self.advance_input(handle);
+            progressed |= self.advance_teardown(handle);
+            if !progressed {
+                return;
+            }
+        }
+    }
+
+    /// Takes every parked handler out, for the caller to drop with no borrow held (the
+    /// context is shutting down).
+    #[allow(clippy::type_complexity)]
+    pub(crate) fn take_all_handlers(
+        &mut self,
+    ) -> (
+        Option<ReadOp>,
+        Option<WriteOp>,
+        Option<WaitHandler>,
+        Option<ControlCallback>,
+    ) {
+        (
+            self.read_op.take(),
+            self.write_op.take(),
+            self.close_op.take(),
+            self.control.take(),
+        )
+    }
+}

@@ -1,0 +1,28 @@
+//! The WebSocket stream: Beast's `websocket::stream` ported to completion handlers on the
+//! reactor.
+//!
+//! [`Stream`] wraps a next layer (any [`Transport`](crate::net::Transport): a
+//! [`TcpStream`](crate::net::TcpStream), an in-memory [`test::Stream`](crate::test::Stream))
+//! and offers Beast's operations with Beast's meaning.
+
+mod core;
+mod output;
+mod stream;
+
+pub use stream::Stream;
+
+/// The kind of control frame given to the control callback (Beast's `frame_type`).
+///
+/// ```
+/// use rbeast::websocket::FrameType;
+/// assert_ne!(FrameType::Ping, FrameType::Pong);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum FrameType {
+    /// A close frame was received; the payload is the reason text.
+    Close,
+    /// A ping was received (the pong is sent automatically).
+    Ping,
+    /// A pong was received.
+    Pong,
+}

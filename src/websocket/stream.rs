@@ -1,0 +1,652 @@
+//! `websocket::Stream`: Beast's `websocket::stream<NextLayer>` on the reactor.
+
+use std::cell::{Ref, RefCell, RefMut};
+use std::rc::{Rc, Weak};
+
+use bytes::Buf;
+
+use super::core::{Core, ReadOp, Status, WriteOp};
+use super::FrameType;
+use crate::net::{FlatBuffer, Handle, Readiness, ReadyListener, Transport};
+use crate::proto::close::CloseReason;
+use crate::proto::frame::{Opcode, MAX_CONTROL_PAYLOAD};
+use crate::{Error, Role};
+
+pub(crate) struct Inner<T: Transport> {
+    pub(crate) handle: Handle,
+    pub(crate) core: RefCell<Core<T>>,
+    me: Weak<Inner<T>>,
+}
+
+impl<T: Transport> Inner<T> {
+    /// Runs the engine, then asks for an end-of-turn flush if output is waiting.
+    pub(crate) fn drive(&self) {
+        let flush = {
+            let mut core = self.core.borrow_mut();
+            core.drive(&self.handle);
+            core.take_flush_request()
+        };
+        if flush {
+            if let Some(me) = self.me.upgrade() {
+                self.handle.defer_flush(me);
+            }
+        }
+    }
+}
+
+impl<T: Transport> ReadyListener for Inner<T> {
+    fn on_ready(&self, _readiness: Readiness) {
+        self.drive();
+    }
+
+    fn on_shutdown(&self) {
+        let taken = self.core.borrow_mut().take_all_handlers();
+        drop(taken);
+    }
+}
+
+impl<T: Transport> crate::net::Flush for Inner<T> {
+    fn flush(&self) {
+        let progressed = self.core.borrow_mut().flush_now(&self.handle);
+        if progressed {
+            // Room in the output may let a parked write go on; a failed flush completes
+            // operations. Either way, advance.
+            self.drive();
+        }
+    }
+}
+
+/// A WebSocket stream over a next layer `T` (Beast's `websocket::stream<NextLayer>`).
+///
+/// A cheap, clonable handle. Operations follow Beast's rules: one read, one write, one
+/// ping/pong and one close may be outstanding at once (a second one of a kind gets
+/// [`Error::AlreadyStarted`], where Beast has undefined behaviour); every handler runs
+/// exactly once from the context's run loop, never inside the initiating call; the first
+/// real error goes to one operation and later ones get [`Error::OperationAborted`].
+///
+/// Writes are corked: a write completes once its frames are queued in the connection's
+/// bounded output, and the context writes each connection's output with one vectored write
+/// per loop turn. A plain read → write → read echo loop therefore batches its system calls
+/// by itself.
+///
+/// ```
+/// use rbeast::net::{FlatBuffer, IoContext};
+/// use rbeast::test;
+/// use rbeast::websocket::Stream;
+///
+/// let ctx = IoContext::new().unwrap();
+/// let (a, b) = test::Stream::pair(&ctx);
+/// let (client, server) = (Stream::new(a), Stream::new(b));
+/// # client.open_unchecked(rbeast::Role::Client);
+/// # server.open_unchecked(rbeast::Role::Server);
+/// client.async_write(&b"hello"[..], |r, n| assert_eq!((r, n), (Ok(()), 5)));
+/// let buf = FlatBuffer::new();
+/// let got = buf.clone();
+/// server.async_read(&buf, move |r, n| {
+///     r.unwrap();
+///     assert_eq!(&*got.data(), b"hello");
+///     assert_eq!(n, 5);
+/// });
+/// ctx.run();
+/// ```
+pub struct Stream<T: Transport> {
+    inner: Rc<Inner<T>>,
+}
+
+impl<T: Transport> Clone for Stream<T> {
+    fn clone(&self) -> Self {
+        Stream {
+            inner: self.inner.clone(),
+        }
+    }
+}
+
+impl<T: Transport> Stream<T> {
+    /// Wraps a next layer (Beast's constructor). The stream opens with a handshake.
+    ///
+    /// ```
+    /// # let ctx = rbeast::net::IoContext::new().unwrap();
+    /// let (a, _b) = rbeast::test::Stream::pair(&ctx);
+    /// let ws = rbeast::websocket::Stream::new(a);
+    /// assert!(!ws.is_open());
+    /// ```
+    pub fn new(mut transport: T) -> Stream<T> {
+        let handle = transport.handle().clone();
+        let inner = Rc::new_cyclic(|me: &Weak<Inner<T>>| {
+            let listener: Weak<dyn ReadyListener> = me.clone();
+            transport.set_listener(listener);
+            Inner {
+                handle,
+                core: RefCell::new(Core::new(transport)),
+                me: me.clone(),
+            }
+        });
+        Stream { inner }
+    }
+
+    /// Opens the stream in `role` without a handshake, for tests of the message layer and
+    /// for transports that negotiated the upgrade elsewhere. Not part of Beast's API.
+    ///
+    /// ```
+    /// # let ctx = rbeast::net::IoContext::new().unwrap();
+    /// let (a, _b) = rbeast::test::Stream::pair(&ctx);
+    /// let ws = rbeast::websocket::Stream::new(a);
+    /// ws.open_unchecked(rbeast::Role::Server);
+    /// assert!(ws.is_open());
+    /// ```
+    pub fn open_unchecked(&self, role: Role) {
+        self.inner.core.borrow_mut().open(role, &[]);
+    }
+
+    fn core(&self) -> RefMut<'_, Core<T>> {
+        self.inner.core.borrow_mut()
+    }
+
+    fn handle(&self) -> &Handle {
+        &self.inner.handle
+    }
+
+    // ---------------------------------------------------------------- observers
+
+    /// The next layer (Beast's `next_layer()`). Do not hold the guard across operations.
+    ///
+    /// ```
+    /// # let ctx = rbeast::net::IoContext::new().unwrap();
+    /// let (a, _b) = rbeast::test::Stream::pair(&ctx);
+    /// let ws = rbeast::websocket::Stream::new(a);
+    /// assert!(ws.next_layer().is_open());
+    /// ```
+    pub fn next_layer(&self) -> Ref<'_, T> {
+        Ref::map(self.inner.core.borrow(), |c| &c.transport)
+    }
+
+    /// The next layer, mutably.
+    ///
+    /// ```
+    /// # let ctx = rbeast::net::IoContext::new().unwrap();
+    /// let (a, _b) = rbeast::test::Stream::pair(&ctx);
+    /// let ws = rbeast::websocket::Stream::new(a);
+    /// ws.next_layer_mut().read_size(1);
+    /// ```
+    pub fn next_layer_mut(&self) -> RefMut<'_, T> {
+        RefMut::map(self.inner.core.borrow_mut(), |c| &mut c.transport)
+    }
+
+    /// True while the stream is open: after the handshake and before a close frame was
+    /// sent or received or an error occurred (Beast's `is_open`).
+    ///
+    /// ```
+    /// # let ctx = rbeast::net::IoContext::new().unwrap();
+    /// let (a, _b) = rbeast::test::Stream::pair(&ctx);
+    /// assert!(!rbeast::websocket::Stream::new(a).is_open());
+    /// ```
+    pub fn is_open(&self) -> bool {
+        self.inner.core.borrow().status == Status::Open
+    }
+
+    /// True when the last read finished a message (Beast's `is_message_done`); true
+    /// before any read.
+    ///
+    /// ```
+    /// # let ctx = rbeast::net::IoContext::new().unwrap();
+    /// let (a, _b) = rbeast::test::Stream::pair(&ctx);
+    /// assert!(rbeast::websocket::Stream::new(a).is_message_done());
+    /// ```
+    pub fn is_message_done(&self) -> bool {
+        self.inner.core.borrow().rd_done
+    }
+
+    /// True when the current or last received message is text.
+    ///
+    /// ```
+    /// # let ctx = rbeast::net::IoContext::new().unwrap();
+    /// let (a, _b) = rbeast::test::Stream::pair(&ctx);
+    /// assert!(rbeast::websocket::Stream::new(a).got_text());
+    /// ```
+    pub fn got_text(&self) -> bool {
+        self.inner.core.borrow().rd_text
+    }
+
+    /// True when the current or last received message is binary.
+    ///
+    /// ```
+    /// # let ctx = rbeast::net::IoContext::new().unwrap();
+    /// let (a, _b) = rbeast::test::Stream::pair(&ctx);
+    /// assert!(!rbeast::websocket::Stream::new(a).got_binary());
+    /// ```
+    pub fn got_binary(&self) -> bool {
+        !self.got_text()
+    }
+
+    /// The close reason received from the peer (code `NONE` until one is received).
+    ///
+    /// ```
+    /// # let ctx = rbeast::net::IoContext::new().unwrap();
+    /// let (a, _b) = rbeast::test::Stream::pair(&ctx);
+    /// let ws = rbeast::websocket::Stream::new(a);
+    /// assert!(!ws.reason().is_set());
+    /// ```
+    pub fn reason(&self) -> CloseReason {
+        self.inner.core.borrow().close_reason
+    }
+
+    // ---------------------------------------------------------------- options
+
+    /// Sends the next messages as binary (`true`) or text (`false`, the default).
+    ///
+    /// ```
+    /// # let ctx = rbeast::net::IoContext::new().unwrap();
+    /// let (a, _b) = rbeast::test::Stream::pair(&ctx);
+    /// let ws = rbeast::websocket::Stream::new(a);
+    /// ws.set_binary(true);
+    /// assert!(ws.binary() && !ws.text());
+    /// ```
+    pub fn set_binary(&self, binary: bool) {
+        self.core().opts.binary = binary;
+    }
+
+    /// True when messages are sent as binary.
+    ///
+    /// ```
+    /// # let ctx = rbeast::net::IoContext::new().unwrap();
+    /// let (a, _b) = rbeast::test::Stream::pair(&ctx);
+    /// assert!(!rbeast::websocket::Stream::new(a).binary());
+    /// ```
+    pub fn binary(&self) -> bool {
+        self.inner.core.borrow().opts.binary
+    }
+
+    /// Sends the next messages as text (`true`) or binary.
+    ///
+    /// ```
+    /// # let ctx = rbeast::net::IoContext::new().unwrap();
+    /// let (a, _b) = rbeast::test::Stream::pair(&ctx);
+    /// let ws = rbeast::websocket::Stream::new(a);
+    /// ws.set_text(false);
+    /// assert!(ws.binary());
+    /// ```
+    pub fn set_text(&self, text: bool) {
+        self.set_binary(!text);
+    }
+
+    /// True when messages are sent as text.
+    ///
+    /// ```
+    /// # let ctx = rbeast::net::IoContext::new().unwrap();
+    /// let (a, _b) = rbeast::test::Stream::pair(&ctx);
+    /// assert!(rbeast::websocket::Stream::new(a).text());
+    /// ```
+    pub fn text(&self) -> bool {
+        !self.binary()
+    }
+
+    /// Splits outgoing messages into frames of at most
+    /// [`write_buffer_bytes`](Stream::write_buffer_bytes) (default on). Latched per message.
+    ///
+    /// ```
+    /// # let ctx = rbeast::net::IoContext::new().unwrap();
+    /// let (a, _b) = rbeast::test::Stream::pair(&ctx);
+    /// let ws = rbeast::websocket::Stream::new(a);
+    /// ws.set_auto_fragment(false);
+    /// assert!(!ws.auto_fragment());
+    /// ```
+    pub fn set_auto_fragment(&self, on: bool) {
+        self.core().opts.auto_fragment = on;
+    }
+
+    /// True when outgoing messages are fragmented automatically.
+    ///
+    /// ```
+    /// # let ctx = rbeast::net::IoContext::new().unwrap();
+    /// let (a, _b) = rbeast::test::Stream::pair(&ctx);
+    /// assert!(rbeast::websocket::Stream::new(a).auto_fragment());
+    /// ```
+    pub fn auto_fragment(&self) -> bool {
+        self.inner.core.borrow().opts.auto_fragment
+    }
+
+    /// Sets the write buffer size: the largest frame when fragmenting (default 4096).
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] for less than 8 bytes, as Beast.
+    ///
+    /// ```
+    /// # let ctx = rbeast::net::IoContext::new().unwrap();
+    /// let (a, _b) = rbeast::test::Stream::pair(&ctx);
+    /// let ws = rbeast::websocket::Stream::new(a);
+    /// assert!(ws.set_write_buffer_bytes(7).is_err());
+    /// ws.set_write_buffer_bytes(16384).unwrap();
+    /// assert_eq!(ws.write_buffer_bytes(), 16384);
+    /// ```
+    pub fn set_write_buffer_bytes(&self, n: usize) -> Result<(), Error> {
+        if n < 8 {
+            return Err(Error::InvalidArgument(
+                "write_buffer_bytes must be at least 8",
+            ));
+        }
+        self.core().opts.write_buffer_bytes = n;
+        Ok(())
+    }
+
+    /// The write buffer size.
+    ///
+    /// ```
+    /// # let ctx = rbeast::net::IoContext::new().unwrap();
+    /// let (a, _b) = rbeast::test::Stream::pair(&ctx);
+    /// assert_eq!(rbeast::websocket::Stream::new(a).write_buffer_bytes(), 4096);
+    /// ```
+    pub fn write_buffer_bytes(&self) -> usize {
+        self.inner.core.borrow().opts.write_buffer_bytes
+    }
+
+    /// Sets the largest incoming message (default 16 MiB; 0 means no limit). A larger
+    /// message fails the connection with [`Error::MessageTooBig`] and close code 1009.
+    ///
+    /// ```
+    /// # let ctx = rbeast::net::IoContext::new().unwrap();
+    /// let (a, _b) = rbeast::test::Stream::pair(&ctx);
+    /// let ws = rbeast::websocket::Stream::new(a);
+    /// ws.set_read_message_max(1024);
+    /// assert_eq!(ws.read_message_max(), 1024);
+    /// ```
+    pub fn set_read_message_max(&self, max: u64) {
+        self.core().set_read_message_max(max);
+    }
+
+    /// The largest incoming message.
+    ///
+    /// ```
+    /// # let ctx = rbeast::net::IoContext::new().unwrap();
+    /// let (a, _b) = rbeast::test::Stream::pair(&ctx);
+    /// assert_eq!(rbeast::websocket::Stream::new(a).read_message_max(), 16 * 1024 * 1024);
+    /// ```
+    pub fn read_message_max(&self) -> u64 {
+        self.inner.core.borrow().opts.read_message_max
+    }
+
+    /// Chooses the generator of client mask keys: a CSPRNG (`true`, the default) or a fast
+    /// non-cryptographic one.
+    ///
+    /// ```
+    /// # let ctx = rbeast::net::IoContext::new().unwrap();
+    /// let (a, _b) = rbeast::test::Stream::pair(&ctx);
+    /// rbeast::websocket::Stream::new(a).set_secure_prng(false);
+    /// ```
+    pub fn set_secure_prng(&self, secure: bool) {
+        self.core().opts.secure_prng = secure;
+    }
+
+    /// Sets the observer of received pings, pongs and close frames (Beast's
+    /// `control_callback`). It runs from the run loop before the read that received the
+    /// frame completes; for a close frame it gets the reason text.
+    ///
+    /// ```
+    /// # let ctx = rbeast::net::IoContext::new().unwrap();
+    /// let (a, _b) = rbeast::test::Stream::pair(&ctx);
+    /// let ws = rbeast::websocket::Stream::new(a);
+    /// ws.set_control_callback(|kind, payload| println!("{kind:?} {payload:?}"));
+    /// ```
+    pub fn set_control_callback(&self, callback: impl FnMut(FrameType, &[u8]) + 'static) {
+        self.core().control = Some(Rc::new(RefCell::new(callback)));
+    }
+
+    /// Removes the control callback.
+    ///
+    /// ```
+    /// # let ctx = rbeast::net::IoContext::new().unwrap();
+    /// let (a, _b) = rbeast::test::Stream::pair(&ctx);
+    /// rbeast::websocket::Stream::new(a).clear_control_callback();
+    /// ```
+    pub fn clear_control_callback(&self) {
+        self.core().control = None;
+    }
+
+    // ---------------------------------------------------------------- operations
+
+    /// Reads one whole message, appending its payload to `buffer` (Beast's `async_read`).
+    ///
+    /// The handler gets the payload bytes appended. Pings are answered and pongs observed
+    /// on the way; a close frame completes the closing handshake and the read with
+    /// [`Error::Closed`]. A protocol violation sends the matching close code, closes the
+    /// connection and completes with the violation's error.
+    ///
+    /// ```
+    /// # let ctx = rbeast::net::IoContext::new().unwrap();
+    /// # let (a, _b) = rbeast::test::Stream::pair(&ctx);
+    /// # let ws = rbeast::websocket::Stream::new(a);
+    /// let buffer = rbeast::net::FlatBuffer::new();
+    /// ws.async_read(&buffer, |r, n| println!("{r:?}: {n} bytes"));
+    /// ```
+    pub fn async_read(
+        &self,
+        buffer: &FlatBuffer,
+        handler: impl FnOnce(Result<(), Error>, usize) + 'static,
+    ) {
+        self.start_read(buffer, usize::MAX, true, Box::new(handler));
+    }
+
+    /// Reads some payload of the current message (at most `limit` bytes, 0 for no limit),
+    /// appending it to `buffer` (Beast's `async_read_some`). Check
+    /// [`is_message_done`](Stream::is_message_done) to know whether the message ended.
+    ///
+    /// ```
+    /// # let ctx = rbeast::net::IoContext::new().unwrap();
+    /// # let (a, _b) = rbeast::test::Stream::pair(&ctx);
+    /// # let ws = rbeast::websocket::Stream::new(a);
+    /// let buffer = rbeast::net::FlatBuffer::new();
+    /// ws.async_read_some(&buffer, 512, |r, n| println!("{r:?}: {n} bytes"));
+    /// ```
+    pub fn async_read_some(
+        &self,
+        buffer: &FlatBuffer,
+        limit: usize,
+        handler: impl FnOnce(Result<(), Error>, usize) + 'static,
+    ) {
+        let limit = if limit == 0 { usize::MAX } else { limit };
+        self.start_read(buffer, limit, false, Box::new(handler));
+    }
+
+    fn start_read(
+        &self,
+        buffer: &FlatBuffer,
+        limit: usize,
+        whole: bool,
+        handler: Box<dyn FnOnce(Result<(), Error>, usize)>,
+    ) {
+        if self.handle().is_shut_down() {
+            return;
+        }
+        {
+            let mut core = self.core();
+            let busy = core.read_op.is_some();
+            if let Err(e) = core.admit(busy) {
+                drop(core);
+                self.handle().post_io(handler, Err(e), 0);
+                return;
+            }
+            self.handle().work_started();
+            core.read_op = Some(ReadOp {
+                buffer: buffer.clone(),
+                limit,
+                whole,
+                handler,
+                n: 0,
+            });
+        }
+        self.inner.drive();
+    }
+
+    /// Sends a whole message (Beast's `async_write`): `async_write_some(true, data)`.
+    ///
+    /// ```
+    /// # let ctx = rbeast::net::IoContext::new().unwrap();
+    /// # let (a, _b) = rbeast::test::Stream::pair(&ctx);
+    /// # let ws = rbeast::websocket::Stream::new(a);
+    /// ws.async_write(bytes::Bytes::from_static(b"hi"), |r, n| println!("{r:?} {n}"));
+    /// ```
+    pub fn async_write(
+        &self,
+        data: impl Buf + 'static,
+        handler: impl FnOnce(Result<(), Error>, usize) + 'static,
+    ) {
+        self.async_write_some(true, data, handler);
+    }
+
+    /// Sends part of a message (Beast's `async_write_some`). The first part of a message
+    /// is sent as text or binary per [`set_binary`](Stream::set_binary); later parts are
+    /// continuations; `fin` ends the message. The payload may be masked and fragmented per
+    /// the settings. The handler gets the bytes taken from `data` (never header bytes).
+    ///
+    /// ```
+    /// # let ctx = rbeast::net::IoContext::new().unwrap();
+    /// # let (a, _b) = rbeast::test::Stream::pair(&ctx);
+    /// # let ws = rbeast::websocket::Stream::new(a);
+    /// let w = ws.clone();
+    /// ws.async_write_some(false, &b"part 1, "[..], move |r, _| {
+    ///     if r.is_ok() {
+    ///         w.async_write_some(true, &b"part 2"[..], |r, n| println!("{r:?} {n}"));
+    ///     }
+    /// });
+    /// ```
+    pub fn async_write_some(
+        &self,
+        fin: bool,
+        data: impl Buf + 'static,
+        handler: impl FnOnce(Result<(), Error>, usize) + 'static,
+    ) {
+        let handler: Box<dyn FnOnce(Result<(), Error>, usize)> = Box::new(handler);
+        if self.handle().is_shut_down() {
+            return;
+        }
+        {
+            let mut core = self.core();
+            let busy = core.write_op.is_some();
+            let admitted = core.admit(busy).and_then(|()| {
+                if core.wr_close {
+                    Err(Error::OperationAborted)
+                } else {
+                    Ok(())
+                }
+            });
+            if let Err(e) = admitted {
+                drop(core);
+                self.handle().post_io(handler, Err(e), 0);
+                return;
+            }
+            self.handle().work_started();
+            core.write_op = Some(WriteOp {
+                data: Box::new(data),
+                fin,
+                handler,
+                taken: 0,
+                emitted: false,
+            });
+        }
+        self.inner.drive();
+    }
+
+    /// Sends a ping with `payload` (at most 125 bytes). The handler runs once the frame is
+    /// queued; a ping after a close frame was sent or received gets
+    /// [`Error::OperationAborted`].
+    ///
+    /// ```
+    /// # let ctx = rbeast::net::IoContext::new().unwrap();
+    /// # let (a, _b) = rbeast::test::Stream::pair(&ctx);
+    /// # let ws = rbeast::websocket::Stream::new(a);
+    /// ws.async_ping(b"are you there?", |r| println!("{r:?}"));
+    /// ```
+    pub fn async_ping(&self, payload: &[u8], handler: impl FnOnce(Result<(), Error>) + 'static) {
+        self.send_control(Opcode::Ping, payload, Box::new(handler));
+    }
+
+    /// Sends a pong with `payload` (at most 125 bytes); unsolicited pongs are allowed.
+    ///
+    /// ```
+    /// # let ctx = rbeast::net::IoContext::new().unwrap();
+    /// # let (a, _b) = rbeast::test::Stream::pair(&ctx);
+    /// # let ws = rbeast::websocket::Stream::new(a);
+    /// ws.async_pong(b"", |r| println!("{r:?}"));
+    /// ```
+    pub fn async_pong(&self, payload: &[u8], handler: impl FnOnce(Result<(), Error>) + 'static) {
+        self.send_control(Opcode::Pong, payload, Box::new(handler));
+    }
+
+    fn send_control(
+        &self,
+        opcode: Opcode,
+        payload: &[u8],
+        handler: Box<dyn FnOnce(Result<(), Error>)>,
+    ) {
+        if self.handle().is_shut_down() {
+            return;
+        }
+        let result = {
+            let mut core = self.core();
+            let admitted = core.admit(false).and_then(|()| {
+                if core.wr_close || core.status != Status::Open {
+                    Err(Error::OperationAborted)
+                } else if payload.len() > MAX_CONTROL_PAYLOAD {
+                    Err(Error::InvalidArgument("control payload over 125 bytes"))
+                } else {
+                    Ok(())
+                }
+            });
+            if admitted.is_ok() {
+                core.emit_control(opcode, payload);
+            }
+            admitted
+        };
+        self.handle().post_wait(handler, result);
+        self.inner.drive();
+    }
+
+    /// Starts the closing handshake (Beast's `async_close`): sends a close frame with
+    /// `reason` (an empty one when its code is `NONE`), reads and discards frames until the
+    /// peer's close frame, then tears the connection down. A pending read ends with
+    /// [`Error::OperationAborted`] once the close owns the read side.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] for a code that must not be sent (Beast sends anything;
+    /// rbeast checks).
+    ///
+    /// ```
+    /// use rbeast::proto::close::{CloseCode, CloseReason};
+    /// # let ctx = rbeast::net::IoContext::new().unwrap();
+    /// # let (a, _b) = rbeast::test::Stream::pair(&ctx);
+    /// # let ws = rbeast::websocket::Stream::new(a);
+    /// ws.async_close(CloseReason::new(CloseCode::NORMAL), |r| println!("{r:?}"));
+    /// ```
+    pub fn async_close(
+        &self,
+        reason: impl Into<CloseReason>,
+        handler: impl FnOnce(Result<(), Error>) + 'static,
+    ) {
+        let reason = reason.into();
+        let handler: Box<dyn FnOnce(Result<(), Error>)> = Box::new(handler);
+        if self.handle().is_shut_down() {
+            return;
+        }
+        {
+            let mut core = self.core();
+            let busy = core.close_op.is_some();
+            let admitted = core.admit(busy).and_then(|()| {
+                if core.wr_close {
+                    Err(Error::OperationAborted)
+                } else if reason.is_set() {
+                    reason.validate_for_send()
+                } else {
+                    Ok(())
+                }
+            });
+            if let Err(e) = admitted {
+                drop(core);
+                self.handle().post_wait(handler, Err(e));
+                return;
+            }
+            self.handle().work_started();
+            core.close_op = Some(handler);
+            core.start_close(&reason);
+        }
+        self.inner.drive();
+    }
+}
