@@ -4,3 +4,6 @@
 //! Nothing here touches a socket, a handler or the reactor: these are functions and small
 //! state machines over byte slices, used by [`websocket`](crate) streams and usable on
 //! their own.
+
+pub mod deflate;
+pub mod handshake;
