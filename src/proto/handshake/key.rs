@@ -65,7 +65,6 @@ pub fn generate_key_with<R: RngCore + ?Sized>(rng: &mut R) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use base64::Engine as _;
 
     #[test]
     fn rfc_example() {

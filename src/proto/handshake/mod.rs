@@ -74,3 +74,6 @@ pub struct Negotiated {
     /// The subprotocol chosen by the server (`Sec-WebSocket-Protocol`), if any.
     pub subprotocol: Option<String>,
 }
+
+#[cfg(test)]
+mod tests;
