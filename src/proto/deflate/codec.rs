@@ -13,9 +13,13 @@ use crate::{Error, Result, Role};
 /// The four bytes a sync flush ends with, removed by the sender and restored by the receiver.
 const TAIL: [u8; 4] = [0x00, 0x00, 0xff, 0xff];
 
-/// The smallest `max_out` accepted by [`Deflater::compress`] (Beast's minimum
-/// `write_buffer_bytes`).
-pub const MIN_DEFLATE_CHUNK: usize = 8;
+/// The smallest `max_out` accepted by [`Deflater::compress`].
+///
+/// Four bytes of each call's room carry the held-back end of the previous call, and a sync
+/// flush that fills the output exactly makes zlib start another empty block (5 bytes) on the
+/// next call; with at least 12 bytes of fresh room every call drains more than it adds, so
+/// a message always completes. (Beast's minimum `write_buffer_bytes` is 8.)
+pub const MIN_DEFLATE_CHUNK: usize = 16;
 
 /// Size of the scratch buffer an [`Inflater`] inflates into before it checks the limit and
 /// copies to the caller: the most memory inflation uses beyond the caller's buffer.
@@ -49,6 +53,8 @@ struct DeflateState {
     scratch: Vec<u8>,
     held: [u8; 4],
     held_len: usize,
+    /// Bytes given to the caller for the current message.
+    message_len: usize,
 }
 
 /// Compresses outgoing messages, piece by piece, into bounded chunks.
@@ -153,7 +159,9 @@ impl Deflater {
         max_out: usize,
     ) -> Result<DeflateProgress> {
         if max_out < MIN_DEFLATE_CHUNK {
-            return Err(Error::InvalidArgument("deflate chunk smaller than 8 bytes"));
+            return Err(Error::InvalidArgument(
+                "deflate chunk smaller than MIN_DEFLATE_CHUNK",
+            ));
         }
         if out.remaining_mut() < max_out {
             return Err(Error::BufferOverflow);
@@ -165,6 +173,7 @@ impl Deflater {
                 scratch: Vec::new(),
                 held: [0; 4],
                 held_len: 0,
+                message_len: 0,
             })
         });
         if st.scratch.len() < max_out {
@@ -191,8 +200,15 @@ impl Deflater {
             if n >= 4 && st.scratch[n - 4..n] == TAIL {
                 n -= 4;
             }
+            if st.message_len + n == 0 {
+                // zlib skips a second flush with no new input; an empty message still needs
+                // its empty stored block, whose first byte is 0 (the rest is the tail).
+                st.scratch[0] = 0;
+                n = 1;
+            }
             out.put_slice(&st.scratch[..n]);
             st.held_len = 0;
+            st.message_len = 0;
             if self.no_context_takeover {
                 st.z.reset();
             }
@@ -207,6 +223,7 @@ impl Deflater {
         st.held_len = keep;
         n -= keep;
         out.put_slice(&st.scratch[..n]);
+        st.message_len += n;
         Ok(DeflateProgress {
             consumed,
             written: n,
@@ -388,3 +405,6 @@ fn run<B: BufMut>(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests;

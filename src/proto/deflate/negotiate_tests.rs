@@ -4,7 +4,10 @@ use super::*;
 use crate::{Error, Result};
 
 fn server(f: impl FnOnce(&mut PermessageDeflate)) -> PermessageDeflate {
-    let mut o = PermessageDeflate { server_enable: true, ..Default::default() };
+    let mut o = PermessageDeflate {
+        server_enable: true,
+        ..Default::default()
+    };
     f(&mut o);
     o
 }
@@ -92,7 +95,10 @@ fn server_table() {
             assert_eq!(read_params([r.as_bytes()]), Some(p), "{r}");
         }
         // Disabled: never accepted.
-        let off = PermessageDeflate { server_enable: false, ..ours };
+        let off = PermessageDeflate {
+            server_enable: false,
+            ..ours
+        };
         assert_eq!(neg(&off, offer), None);
     }
 }
@@ -121,7 +127,11 @@ fn server_window_bits_every_combination() {
 #[test]
 fn several_fields() {
     let d = server(|_| {});
-    let fields: [&[u8]; 3] = [b"x-foo", b"permessage-deflate; bogus", b"permessage-deflate; client_max_window_bits"];
+    let fields: [&[u8]; 3] = [
+        b"x-foo",
+        b"permessage-deflate; bogus",
+        b"permessage-deflate; client_max_window_bits",
+    ];
     assert_eq!(negotiate(&d, fields).unwrap().1, "permessage-deflate");
     let bad: [&[u8]; 2] = [b"\xff\xfe", b"permessage-deflate"];
     assert!(negotiate(&d, bad).is_some());
@@ -145,41 +155,130 @@ server_no_context_takeover; client_no_context_takeover"
 
 #[test]
 fn client_reply_table() {
-    let d = PermessageDeflate { client_enable: true, ..Default::default() };
-    let small = PermessageDeflate { server_max_window_bits: 10, client_max_window_bits: 12, ..d };
-    let snct = PermessageDeflate { server_no_context_takeover: true, ..d };
-    let cnct = PermessageDeflate { client_no_context_takeover: true, ..d };
+    let d = PermessageDeflate {
+        client_enable: true,
+        ..Default::default()
+    };
+    let small = PermessageDeflate {
+        server_max_window_bits: 10,
+        client_max_window_bits: 12,
+        ..d
+    };
+    let snct = PermessageDeflate {
+        server_no_context_takeover: true,
+        ..d
+    };
+    let cnct = PermessageDeflate {
+        client_no_context_takeover: true,
+        ..d
+    };
     let bad = Err(Error::BadExtensionReply);
     let table: Vec<(PermessageDeflate, &str, Result<Option<PmdParams>>)> = vec![
-        (d, "permessage-deflate", Ok(Some(params(15, 15, false, false)))),
-        (d, "permessage-deflate; server_max_window_bits=9", Ok(Some(params(9, 15, false, false)))),
-        (d, "permessage-deflate; server_max_window_bits=8", Ok(Some(params(8, 15, false, false)))),
-        (d, "permessage-deflate; client_max_window_bits=10", Ok(Some(params(15, 10, false, false)))),
-        (d, "permessage-deflate; server_no_context_takeover; client_no_context_takeover", Ok(Some(params(15, 15, true, true)))),
-        (small, "permessage-deflate; server_max_window_bits=10", Ok(Some(params(10, 12, false, false)))),
-        (small, "permessage-deflate; server_max_window_bits=9; client_max_window_bits=12", Ok(Some(params(9, 12, false, false)))),
-        (snct, "permessage-deflate; server_no_context_takeover", Ok(Some(params(15, 15, true, false)))),
-        (cnct, "permessage-deflate", Ok(Some(params(15, 15, false, true)))),
+        (
+            d,
+            "permessage-deflate",
+            Ok(Some(params(15, 15, false, false))),
+        ),
+        (
+            d,
+            "permessage-deflate; server_max_window_bits=9",
+            Ok(Some(params(9, 15, false, false))),
+        ),
+        (
+            d,
+            "permessage-deflate; server_max_window_bits=8",
+            Ok(Some(params(8, 15, false, false))),
+        ),
+        (
+            d,
+            "permessage-deflate; client_max_window_bits=10",
+            Ok(Some(params(15, 10, false, false))),
+        ),
+        (
+            d,
+            "permessage-deflate; server_no_context_takeover; client_no_context_takeover",
+            Ok(Some(params(15, 15, true, true))),
+        ),
+        (
+            small,
+            "permessage-deflate; server_max_window_bits=10",
+            Ok(Some(params(10, 12, false, false))),
+        ),
+        (
+            small,
+            "permessage-deflate; server_max_window_bits=9; client_max_window_bits=12",
+            Ok(Some(params(9, 12, false, false))),
+        ),
+        (
+            snct,
+            "permessage-deflate; server_no_context_takeover",
+            Ok(Some(params(15, 15, true, false))),
+        ),
+        (
+            cnct,
+            "permessage-deflate",
+            Ok(Some(params(15, 15, false, true))),
+        ),
         // Larger than offered, missing required answers, malformed.
-        (small, "permessage-deflate; server_max_window_bits=11", bad.clone()),
+        (
+            small,
+            "permessage-deflate; server_max_window_bits=11",
+            bad.clone(),
+        ),
         (small, "permessage-deflate", bad.clone()),
-        (small, "permessage-deflate; server_max_window_bits=10; client_max_window_bits=13", bad.clone()),
+        (
+            small,
+            "permessage-deflate; server_max_window_bits=10; client_max_window_bits=13",
+            bad.clone(),
+        ),
         (snct, "permessage-deflate", bad.clone()),
         (d, "permessage-deflate; server_max_window_bits", bad.clone()),
-        (d, "permessage-deflate; server_max_window_bits=7", bad.clone()),
+        (
+            d,
+            "permessage-deflate; server_max_window_bits=7",
+            bad.clone(),
+        ),
         (d, "permessage-deflate; client_max_window_bits", bad.clone()),
-        (d, "permessage-deflate; client_max_window_bits=", bad.clone()),
-        (d, "permessage-deflate; server_no_context_takeover=1", bad.clone()),
-        (d, "permessage-deflate; server_no_context_takeover; server_no_context_takeover", bad.clone()),
-        (d, "permessage-deflate; client_no_context_takeover; client_no_context_takeover", bad.clone()),
-        (d, "permessage-deflate; client_max_window_bits=9; client_max_window_bits=9", bad.clone()),
-        (d, "permessage-deflate; server_max_window_bits=9; server_max_window_bits=9", bad.clone()),
+        (
+            d,
+            "permessage-deflate; client_max_window_bits=",
+            bad.clone(),
+        ),
+        (
+            d,
+            "permessage-deflate; server_no_context_takeover=1",
+            bad.clone(),
+        ),
+        (
+            d,
+            "permessage-deflate; server_no_context_takeover; server_no_context_takeover",
+            bad.clone(),
+        ),
+        (
+            d,
+            "permessage-deflate; client_no_context_takeover; client_no_context_takeover",
+            bad.clone(),
+        ),
+        (
+            d,
+            "permessage-deflate; client_max_window_bits=9; client_max_window_bits=9",
+            bad.clone(),
+        ),
+        (
+            d,
+            "permessage-deflate; server_max_window_bits=9; server_max_window_bits=9",
+            bad.clone(),
+        ),
         (d, "permessage-deflate; unknown", bad.clone()),
         (d, "permessage-deflate, permessage-deflate", bad.clone()),
         (d, "permessage-deflate, x-other", bad.clone()),
         (d, "x-other", bad.clone()),
         (d, "permessage-deflate; x=\"", bad.clone()),
-        (PermessageDeflate::default(), "permessage-deflate", bad.clone()),
+        (
+            PermessageDeflate::default(),
+            "permessage-deflate",
+            bad.clone(),
+        ),
         (PermessageDeflate::default(), "", Ok(None)),
         (d, "", Ok(None)),
     ];
@@ -229,6 +328,12 @@ fn every_server_reply_passes_the_client_check() {
 #[test]
 fn status_from_params() {
     let s = PermessageDeflateStatus::from(Some(params(10, 11, false, false)));
-    assert_eq!((s.active, s.server_window_bits, s.client_window_bits), (true, 10, 11));
-    assert_eq!(PermessageDeflateStatus::from(None), PermessageDeflateStatus::default());
+    assert_eq!(
+        (s.active, s.server_window_bits, s.client_window_bits),
+        (true, 10, 11)
+    );
+    assert_eq!(
+        PermessageDeflateStatus::from(None),
+        PermessageDeflateStatus::default()
+    );
 }

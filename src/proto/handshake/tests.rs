@@ -52,20 +52,36 @@ fn request_breakers() -> Vec<(Error, fn(&mut Vec<String>))> {
         }
     }
     vec![
-        (Error::BadHttpVersion, |l| l[0] = l[0].replace("HTTP/1.1", "HTTP/1.0")),
+        (Error::BadHttpVersion, |l| {
+            l[0] = l[0].replace("HTTP/1.1", "HTTP/1.0")
+        }),
         (Error::BadMethod, |l| l[0] = l[0].replace("GET", "POST")),
         (Error::NoHost, |l| set(l, "Host:", None)),
         (Error::NoConnection, |l| set(l, "Connection:", None)),
-        (Error::NoConnectionUpgrade, |l| set(l, "Connection:", Some("Connection: keep-alive"))),
+        (Error::NoConnectionUpgrade, |l| {
+            set(l, "Connection:", Some("Connection: keep-alive"))
+        }),
         (Error::NoUpgrade, |l| set(l, "Upgrade:", None)),
-        (Error::NoUpgradeWebsocket, |l| set(l, "Upgrade:", Some("Upgrade: h2c"))),
+        (Error::NoUpgradeWebsocket, |l| {
+            set(l, "Upgrade:", Some("Upgrade: h2c"))
+        }),
         (Error::NoSecKey, |l| set(l, "Sec-WebSocket-Key:", None)),
         (Error::BadSecKey, |l| {
-            set(l, "Sec-WebSocket-Key:", Some("Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==x"))
+            set(
+                l,
+                "Sec-WebSocket-Key:",
+                Some("Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==x"),
+            )
         }),
-        (Error::NoSecVersion, |l| set(l, "Sec-WebSocket-Version:", None)),
+        (Error::NoSecVersion, |l| {
+            set(l, "Sec-WebSocket-Version:", None)
+        }),
         (Error::BadSecVersion, |l| {
-            set(l, "Sec-WebSocket-Version:", Some("Sec-WebSocket-Version: 8"))
+            set(
+                l,
+                "Sec-WebSocket-Version:",
+                Some("Sec-WebSocket-Version: 8"),
+            )
         }),
     ]
 }
@@ -89,7 +105,10 @@ fn each_request_error_alone() {
             assert_eq!(out.response.status(), want_status);
             assert_eq!(out.response.body(), want.to_string().as_bytes());
             assert_eq!(
-                out.response.headers().get("sec-websocket-version").is_some(),
+                out.response
+                    .headers()
+                    .get("sec-websocket-version")
+                    .is_some(),
                 want == Error::BadSecVersion
             );
             let bytes = out.to_bytes();
@@ -131,7 +150,10 @@ fn valid_request_gets_101() {
         assert_eq!(res.headers()["sec-websocket-accept"], ACCEPT);
         assert_eq!(res.headers()["upgrade"], "websocket");
         assert_eq!(res.headers()["connection"], "Upgrade");
-        assert!(res.headers()["server"].to_str().unwrap().starts_with("rbeast/"));
+        assert!(res.headers()["server"]
+            .to_str()
+            .unwrap()
+            .starts_with("rbeast/"));
         assert!(res.headers().get("sec-websocket-extensions").is_none());
         let text = String::from_utf8(out.to_bytes()).unwrap();
         assert!(text.starts_with("HTTP/1.1 101 Switching Protocols\r\n"));
@@ -155,7 +177,6 @@ fn decorator_runs_on_every_response_and_server_default() {
         assert_eq!(out.response.headers()["x-extra"], "1");
     }
 }
-
 
 #[test]
 fn http10_error_response_keeps_version() {
@@ -187,15 +208,34 @@ fn is_upgrade_rules() {
             .header("upgrade", "websocket")
     };
     assert!(is_upgrade(&base().body(()).unwrap()));
-    assert!(is_upgrade(&base().version(http::Version::HTTP_2).body(()).unwrap()));
-    assert!(!is_upgrade(&base().version(http::Version::HTTP_10).body(()).unwrap()));
+    assert!(is_upgrade(
+        &base().version(http::Version::HTTP_2).body(()).unwrap()
+    ));
+    assert!(!is_upgrade(
+        &base().version(http::Version::HTTP_10).body(()).unwrap()
+    ));
     assert!(!is_upgrade(&base().method("POST").body(()).unwrap()));
-    assert!(!is_upgrade(&Request::get("/").header("upgrade", "websocket").body(()).unwrap()));
-    assert!(!is_upgrade(&Request::get("/").header("connection", "upgrade").body(()).unwrap()));
-    let no_ws = Request::get("/").header("connection", "upgrade").header("upgrade", "h2c");
+    assert!(!is_upgrade(
+        &Request::get("/")
+            .header("upgrade", "websocket")
+            .body(())
+            .unwrap()
+    ));
+    assert!(!is_upgrade(
+        &Request::get("/")
+            .header("connection", "upgrade")
+            .body(())
+            .unwrap()
+    ));
+    let no_ws = Request::get("/")
+        .header("connection", "upgrade")
+        .header("upgrade", "h2c");
     assert!(!is_upgrade(&no_ws.body(()).unwrap()));
     // Key and version are not looked at.
-    let req = base().header("sec-websocket-version", "7").body(String::new()).unwrap();
+    let req = base()
+        .header("sec-websocket-version", "7")
+        .body(String::new())
+        .unwrap();
     assert!(is_upgrade(&req));
 }
 
@@ -207,19 +247,29 @@ fn accept_hook_choices() {
     assert_eq!(offered_subprotocols(&req), ["chat", "superchat"]);
 
     let mut hook = |_: &Request<()>| {
-        AcceptDecision::accept().with_subprotocol("superchat").with_header("x-session", "42")
+        AcceptDecision::accept()
+            .with_subprotocol("superchat")
+            .with_header("x-session", "42")
     };
     let out = accept(&req, &ServerConfig::default(), Some(&mut hook), &mut |_| {});
     let n = out.result.unwrap();
     assert_eq!(n.subprotocol.as_deref(), Some("superchat"));
-    assert_eq!(out.response.headers()["sec-websocket-protocol"], "superchat");
+    assert_eq!(
+        out.response.headers()["sec-websocket-protocol"],
+        "superchat"
+    );
     assert_eq!(out.response.headers()["x-session"], "42");
 
     let mut reject = |_: &Request<()>| {
         AcceptDecision::reject(StatusCode::FORBIDDEN, "no entry").with_header("x-why", "test")
     };
     let mut decorated = false;
-    let out = accept(&req, &ServerConfig::default(), Some(&mut reject), &mut |_| decorated = true);
+    let out = accept(
+        &req,
+        &ServerConfig::default(),
+        Some(&mut reject),
+        &mut |_| decorated = true,
+    );
     assert!(decorated);
     assert_eq!(out.result, Err(Error::Rejected));
     assert_eq!(out.response.status(), StatusCode::FORBIDDEN);
@@ -230,7 +280,12 @@ fn accept_hook_choices() {
     assert!(text.ends_with("Content-Length: 8\r\n\r\nno entry"));
 
     let mut wrong = |_: &Request<()>| AcceptDecision::accept().with_subprotocol("other");
-    let out = accept(&req, &ServerConfig::default(), Some(&mut wrong), &mut |_| {});
+    let out = accept(
+        &req,
+        &ServerConfig::default(),
+        Some(&mut wrong),
+        &mut |_| {},
+    );
     assert!(matches!(out.result, Err(Error::InvalidArgument(_))));
     assert_eq!(out.response.status(), StatusCode::INTERNAL_SERVER_ERROR);
 
@@ -250,7 +305,8 @@ fn accept_hook_choices() {
 fn decorator_subprotocol_is_read_back() {
     let req = parse_request_cut(&join(&request_lines()), 1);
     let out = accept(&req, &ServerConfig::default(), None, &mut |r| {
-        r.headers_mut().insert("sec-websocket-protocol", "x".parse().unwrap());
+        r.headers_mut()
+            .insert("sec-websocket-protocol", "x".parse().unwrap());
     });
     assert_eq!(out.result.unwrap().subprotocol.as_deref(), Some("x"));
 }
@@ -287,8 +343,14 @@ fn server_deflate_reply() {
 // ---- client ----
 
 fn client(cfg: &ClientConfig) -> ClientHandshake {
-    ClientHandshake::with_key(KEY.into(), "server.example.com:80", "/chat", cfg, &mut |_| {})
-        .unwrap()
+    ClientHandshake::with_key(
+        KEY.into(),
+        "server.example.com:80",
+        "/chat",
+        cfg,
+        &mut |_| {},
+    )
+    .unwrap()
 }
 
 #[test]
@@ -326,13 +388,22 @@ fn client_bad_arguments() {
     let bad = |host: &str, target: &str, cfg: &ClientConfig| {
         ClientHandshake::new(host, target, cfg).unwrap_err()
     };
-    assert!(matches!(bad("a\r\nb", "/", &cfg), Error::InvalidArgument(_)));
+    assert!(matches!(
+        bad("a\r\nb", "/", &cfg),
+        Error::InvalidArgument(_)
+    ));
     assert!(matches!(bad("a", "", &cfg), Error::InvalidArgument(_)));
     assert!(matches!(bad("a", "/ x", &cfg), Error::InvalidArgument(_)));
-    let sub = ClientConfig { subprotocols: vec!["a b".into()], ..Default::default() };
+    let sub = ClientConfig {
+        subprotocols: vec!["a b".into()],
+        ..Default::default()
+    };
     assert!(matches!(bad("a", "/", &sub), Error::InvalidArgument(_)));
     let pmd = ClientConfig {
-        deflate: PermessageDeflate { client_max_window_bits: 16, ..Default::default() },
+        deflate: PermessageDeflate {
+            client_max_window_bits: 16,
+            ..Default::default()
+        },
         ..Default::default()
     };
     assert!(matches!(bad("a", "/", &pmd), Error::InvalidArgument(_)));
@@ -364,14 +435,26 @@ fn response_breakers() -> Vec<(Error, fn(&mut Vec<String>))> {
     }
     vec![
         (Error::UpgradeDeclined, |l| l[0] = "HTTP/1.1 200 OK".into()),
-        (Error::BadHttpVersion, |l| l[0] = l[0].replace("HTTP/1.1", "HTTP/1.0")),
+        (Error::BadHttpVersion, |l| {
+            l[0] = l[0].replace("HTTP/1.1", "HTTP/1.0")
+        }),
         (Error::NoConnection, |l| set(l, "Connection:", None)),
-        (Error::NoConnectionUpgrade, |l| set(l, "Connection:", Some("Connection: close"))),
+        (Error::NoConnectionUpgrade, |l| {
+            set(l, "Connection:", Some("Connection: close"))
+        }),
         (Error::NoUpgrade, |l| set(l, "Upgrade:", None)),
-        (Error::NoUpgradeWebsocket, |l| set(l, "Upgrade:", Some("Upgrade: h2c"))),
-        (Error::NoSecAccept, |l| set(l, "Sec-WebSocket-Accept:", None)),
+        (Error::NoUpgradeWebsocket, |l| {
+            set(l, "Upgrade:", Some("Upgrade: h2c"))
+        }),
+        (Error::NoSecAccept, |l| {
+            set(l, "Sec-WebSocket-Accept:", None)
+        }),
         (Error::BadSecAccept, |l| {
-            set(l, "Sec-WebSocket-Accept:", Some("Sec-WebSocket-Accept: AAAA"))
+            set(
+                l,
+                "Sec-WebSocket-Accept:",
+                Some("Sec-WebSocket-Accept: AAAA"),
+            )
         }),
     ]
 }
@@ -386,14 +469,22 @@ fn response_errors_each_and_in_order() {
         let bytes = join(&lines);
         for cut in cuts(bytes.len()) {
             let res = parse_response_cut(&bytes, cut);
-            assert_eq!(hs.check_response(&res), Err(want.clone()), "{want:?} cut {cut}");
+            assert_eq!(
+                hs.check_response(&res),
+                Err(want.clone()),
+                "{want:?} cut {cut}"
+            );
         }
         for (later, g) in &breakers[i + 1..] {
             let mut lines = response_lines();
             g(&mut lines);
             f(&mut lines);
             let res = parse_response_cut(&join(&lines), 2);
-            assert_eq!(hs.check_response(&res), Err(want.clone()), "{want:?} before {later:?}");
+            assert_eq!(
+                hs.check_response(&res),
+                Err(want.clone()),
+                "{want:?} before {later:?}"
+            );
         }
     }
     let bytes = join(&response_lines());
@@ -408,7 +499,10 @@ fn declined_response_keeps_body() {
     let bytes = b"HTTP/1.1 401 Unauthorized\r\nContent-Length: 12\r\n\r\nlog in first";
     for cut in cuts(bytes.len()) {
         let res = parse_response_cut(bytes, cut);
-        assert_eq!(client(&ClientConfig::default()).check_response(&res), Err(Error::UpgradeDeclined));
+        assert_eq!(
+            client(&ClientConfig::default()).check_response(&res),
+            Err(Error::UpgradeDeclined)
+        );
         assert_eq!(res.body(), b"log in first");
     }
 }
@@ -423,42 +517,75 @@ fn with_line(extra: &[&str]) -> ResponseType {
 fn client_checks_extension_reply() {
     let off = client(&ClientConfig::default());
     let on_cfg = ClientConfig {
-        deflate: PermessageDeflate { client_enable: true, ..Default::default() },
+        deflate: PermessageDeflate {
+            client_enable: true,
+            ..Default::default()
+        },
         ..Default::default()
     };
     let on = client(&on_cfg);
     let pmd = "Sec-WebSocket-Extensions: permessage-deflate";
-    assert_eq!(off.check_response(&with_line(&[pmd])), Err(Error::BadExtensionReply));
+    assert_eq!(
+        off.check_response(&with_line(&[pmd])),
+        Err(Error::BadExtensionReply)
+    );
     let n = on.check_response(&with_line(&[pmd])).unwrap();
     assert_eq!(n.deflate, Some(PmdParams::default()));
     assert_eq!(on.check_response(&with_line(&[])).unwrap().deflate, None);
     let twice = [pmd, pmd];
-    assert_eq!(on.check_response(&with_line(&twice)), Err(Error::BadExtensionReply));
+    assert_eq!(
+        on.check_response(&with_line(&twice)),
+        Err(Error::BadExtensionReply)
+    );
     let other = "Sec-WebSocket-Extensions: x-foo";
-    assert_eq!(on.check_response(&with_line(&[other])), Err(Error::BadExtensionReply));
+    assert_eq!(
+        on.check_response(&with_line(&[other])),
+        Err(Error::BadExtensionReply)
+    );
 }
 
 #[test]
 fn client_checks_subprotocol() {
-    let cfg = ClientConfig { subprotocols: vec!["a".into(), "b".into()], ..Default::default() };
+    let cfg = ClientConfig {
+        subprotocols: vec!["a".into(), "b".into()],
+        ..Default::default()
+    };
     let hs = client(&cfg);
     let pick = |p: &str| with_line(&[&format!("Sec-WebSocket-Protocol: {p}")]);
-    assert_eq!(hs.check_response(&pick("b")).unwrap().subprotocol.as_deref(), Some("b"));
+    assert_eq!(
+        hs.check_response(&pick("b"))
+            .unwrap()
+            .subprotocol
+            .as_deref(),
+        Some("b")
+    );
     assert_eq!(hs.check_response(&pick("c")), Err(Error::BadSubprotocol));
     assert_eq!(hs.check_response(&pick("a, b")), Err(Error::BadSubprotocol));
     assert_eq!(hs.check_response(&pick("B")), Err(Error::BadSubprotocol));
     let two = with_line(&["Sec-WebSocket-Protocol: a", "Sec-WebSocket-Protocol: a"]);
     assert_eq!(hs.check_response(&two), Err(Error::BadSubprotocol));
-    assert_eq!(hs.check_response(&with_line(&[])).unwrap().subprotocol, None);
+    assert_eq!(
+        hs.check_response(&with_line(&[])).unwrap().subprotocol,
+        None
+    );
     // Without an offer, any choice is wrong.
     let plain = client(&ClientConfig::default());
     assert_eq!(plain.check_response(&pick("a")), Err(Error::BadSubprotocol));
     // An offer added by the decorator counts.
-    let decorated = ClientHandshake::with_key(KEY.into(), "h", "/", &ClientConfig::default(), &mut |r| {
-        r.headers_mut().insert("sec-websocket-protocol", "z".parse().unwrap());
-    })
-    .unwrap();
-    assert_eq!(decorated.check_response(&pick("z")).unwrap().subprotocol.as_deref(), Some("z"));
+    let decorated =
+        ClientHandshake::with_key(KEY.into(), "h", "/", &ClientConfig::default(), &mut |r| {
+            r.headers_mut()
+                .insert("sec-websocket-protocol", "z".parse().unwrap());
+        })
+        .unwrap();
+    assert_eq!(
+        decorated
+            .check_response(&pick("z"))
+            .unwrap()
+            .subprotocol
+            .as_deref(),
+        Some("z")
+    );
 }
 
 #[test]
