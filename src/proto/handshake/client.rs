@@ -211,7 +211,7 @@ impl ClientHandshake {
     /// ```
     /// # use rbeast::proto::handshake::{ClientConfig, ClientHandshake};
     /// let hs = ClientHandshake::new("h", "/", &ClientConfig::default())?;
-    /// let res = http::Response::builder().status(403).body(Vec::new()).unwrap();
+    /// let res = http::Response::builder().status(403).body(Vec::<u8>::new()).unwrap();
     /// assert_eq!(hs.check_response(&res), Err(rbeast::Error::UpgradeDeclined));
     /// # Ok::<(), rbeast::Error>(())
     /// ```

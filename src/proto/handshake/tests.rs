@@ -44,7 +44,10 @@ fn cuts(n: usize) -> [usize; 3] {
 }
 
 /// The mutations that make each check fail, in Beast's order.
-fn request_breakers() -> Vec<(Error, fn(&mut Vec<String>))> {
+/// An error and the edit of a message's lines that makes the check report it.
+type Breaker = (Error, fn(&mut Vec<String>));
+
+fn request_breakers() -> Vec<Breaker> {
     fn set(lines: &mut Vec<String>, prefix: &str, to: Option<&str>) {
         lines.retain(|l| !l.starts_with(prefix));
         if let Some(t) = to {
@@ -426,7 +429,7 @@ fn parse_response_cut(bytes: &[u8], cut: usize) -> ResponseType {
     p.feed(&bytes[cut..]).unwrap().unwrap().message
 }
 
-fn response_breakers() -> Vec<(Error, fn(&mut Vec<String>))> {
+fn response_breakers() -> Vec<Breaker> {
     fn set(lines: &mut Vec<String>, prefix: &str, to: Option<&str>) {
         lines.retain(|l| !l.starts_with(prefix));
         if let Some(t) = to {
