@@ -6,6 +6,8 @@
 //! their own.
 
 pub mod close;
+pub mod deflate;
 pub mod frame;
+pub mod handshake;
 pub mod mask;
 pub mod utf8;

@@ -1,0 +1,410 @@
+//! Compressing and inflating message payloads (RFC 7692 §7.2) over flate2 (zlib-rs).
+//!
+//! Both sides allocate their zlib state lazily, when the first compressed message flows,
+//! so a connection that negotiated permessage-deflate but sends small uncompressed
+//! messages costs nothing.
+
+use bytes::BufMut;
+use flate2::{Compress, Compression, Decompress, FlushCompress, FlushDecompress, Status};
+
+use super::{PermessageDeflate, PmdParams};
+use crate::{Error, Result, Role};
+
+/// The four bytes a sync flush ends with, removed by the sender and restored by the receiver.
+const TAIL: [u8; 4] = [0x00, 0x00, 0xff, 0xff];
+
+/// The smallest `max_out` accepted by [`Deflater::compress`].
+///
+/// Four bytes of each call's room carry the held-back end of the previous call, and a sync
+/// flush that fills the output exactly makes zlib start another empty block (5 bytes) on the
+/// next call; with at least 12 bytes of fresh room every call drains more than it adds, so
+/// a message always completes. (Beast's minimum `write_buffer_bytes` is 8.)
+pub const MIN_DEFLATE_CHUNK: usize = 16;
+
+/// Size of the scratch buffer an [`Inflater`] inflates into before it checks the limit and
+/// copies to the caller: the most memory inflation uses beyond the caller's buffer.
+pub const INFLATE_CHUNK: usize = 8 * 1024;
+
+fn window(bits: u8) -> u8 {
+    // zlib cannot use an 8-bit raw window; 9 is a superset for the inflater, too.
+    bits.clamp(9, 15)
+}
+
+/// What one [`Deflater::compress`] call did.
+///
+/// ```
+/// let p = rbeast::proto::deflate::DeflateProgress::default();
+/// assert!(!p.done && p.consumed == 0 && p.written == 0);
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DeflateProgress {
+    /// Bytes of input consumed.
+    pub consumed: usize,
+    /// Bytes appended to the output.
+    pub written: usize,
+    /// For a non-last piece: all input was consumed. For the last piece: the message is
+    /// complete (all output written, tail removed). Otherwise call again with the rest.
+    pub done: bool,
+}
+
+#[derive(Debug)]
+struct DeflateState {
+    z: Compress,
+    scratch: Vec<u8>,
+    held: [u8; 4],
+    held_len: usize,
+    /// Bytes given to the caller for the current message.
+    message_len: usize,
+}
+
+/// Compresses outgoing messages, piece by piece, into bounded chunks.
+///
+/// Each message ends with a sync flush whose `00 00 ff ff` tail is removed. The last four
+/// bytes produced are always held back until the next call, so the tail never reaches the
+/// caller even when the output is cut into small chunks.
+///
+/// ```
+/// use rbeast::proto::deflate::Deflater;
+/// let mut d = Deflater::new(6, 15, false);
+/// assert!(!d.is_allocated());
+/// let mut out = Vec::new();
+/// let mut input: &[u8] = &[b'a'; 10_000];
+/// loop {
+///     let p = d.compress(input, true, &mut out, 64)?; // at most 64 bytes per chunk (frame)
+///     input = &input[p.consumed..];
+///     if p.done { break; }
+/// }
+/// assert!(out.len() < 100 && d.is_allocated());
+/// # Ok::<(), rbeast::Error>(())
+/// ```
+#[derive(Debug)]
+pub struct Deflater {
+    level: u32,
+    window_bits: u8,
+    no_context_takeover: bool,
+    state: Option<Box<DeflateState>>,
+}
+
+impl Deflater {
+    /// A compressor with a zlib level (0..=9, larger is clamped), an LZ77 window (9..=15,
+    /// clamped), resetting its context after each message when `no_context_takeover`.
+    ///
+    /// ```
+    /// let d = rbeast::proto::deflate::Deflater::new(8, 15, false);
+    /// # let _ = d;
+    /// ```
+    pub fn new(level: u32, window_bits: u8, no_context_takeover: bool) -> Self {
+        Deflater {
+            level: level.min(9),
+            window_bits: window(window_bits),
+            no_context_takeover,
+            state: None,
+        }
+    }
+
+    /// The compressor of an endpoint of `role` after negotiating `params`: its own window
+    /// and context takeover, the level from `opts`.
+    ///
+    /// ```
+    /// use rbeast::proto::deflate::{Deflater, PermessageDeflate, PmdParams};
+    /// let d = Deflater::for_role(rbeast::Role::Server, &PmdParams::default(), &PermessageDeflate::default());
+    /// # let _ = d;
+    /// ```
+    pub fn for_role(role: Role, params: &PmdParams, opts: &PermessageDeflate) -> Self {
+        match role {
+            Role::Client => Deflater::new(
+                opts.comp_level,
+                params.client_max_window_bits,
+                params.client_no_context_takeover,
+            ),
+            Role::Server => Deflater::new(
+                opts.comp_level,
+                params.server_max_window_bits,
+                params.server_no_context_takeover,
+            ),
+        }
+    }
+
+    /// Whether the zlib state has been allocated (by a first message).
+    ///
+    /// ```
+    /// assert!(!rbeast::proto::deflate::Deflater::new(1, 9, true).is_allocated());
+    /// ```
+    pub fn is_allocated(&self) -> bool {
+        self.state.is_some()
+    }
+
+    /// Compresses a piece of the current message, appending at most `max_out` bytes to
+    /// `out`; `last` says this piece ends the message.
+    ///
+    /// Call again with the unconsumed input (for the last piece, until `done`). A call may
+    /// write nothing (compression latency). Errors: [`Error::InvalidArgument`] when `max_out`
+    /// is below [`MIN_DEFLATE_CHUNK`], [`Error::BufferOverflow`] when `out` has less room
+    /// than `max_out`.
+    ///
+    /// ```
+    /// use rbeast::proto::deflate::Deflater;
+    /// let mut d = Deflater::new(8, 15, false);
+    /// let mut out = Vec::new();
+    /// let p = d.compress(b"", true, &mut out, 16)?;
+    /// assert!(p.done);
+    /// assert_eq!(out, [0x00]); // an empty message
+    /// # Ok::<(), rbeast::Error>(())
+    /// ```
+    pub fn compress<B: BufMut>(
+        &mut self,
+        input: &[u8],
+        last: bool,
+        out: &mut B,
+        max_out: usize,
+    ) -> Result<DeflateProgress> {
+        if max_out < MIN_DEFLATE_CHUNK {
+            return Err(Error::InvalidArgument(
+                "deflate chunk smaller than MIN_DEFLATE_CHUNK",
+            ));
+        }
+        if out.remaining_mut() < max_out {
+            return Err(Error::BufferOverflow);
+        }
+        let (level, bits) = (self.level, self.window_bits);
+        let st = self.state.get_or_insert_with(|| {
+            Box::new(DeflateState {
+                z: Compress::new_with_window_bits(Compression::new(level), false, bits),
+                scratch: Vec::new(),
+                held: [0; 4],
+                held_len: 0,
+                message_len: 0,
+            })
+        });
+        if st.scratch.len() < max_out {
+            st.scratch.resize(max_out, 0);
+        }
+        let held = st.held_len;
+        st.scratch[..held].copy_from_slice(&st.held[..held]);
+        let flush = if last {
+            FlushCompress::Sync
+        } else {
+            FlushCompress::None
+        };
+        let (in0, out0) = (st.z.total_in(), st.z.total_out());
+        let compressed = st.z.compress(input, &mut st.scratch[held..max_out], flush);
+        if compressed.is_err() {
+            self.state = None;
+            return Err(Error::BadDeflateData);
+        }
+        let consumed = (st.z.total_in() - in0) as usize;
+        let mut n = held + (st.z.total_out() - out0) as usize;
+        let all_in = consumed == input.len();
+        if last && all_in && n < max_out {
+            // The flush finished: the message ends with the sync-flush tail; drop it.
+            if n >= 4 && st.scratch[n - 4..n] == TAIL {
+                n -= 4;
+            }
+            if st.message_len + n == 0 {
+                // zlib skips a second flush with no new input; an empty message still needs
+                // its empty stored block, whose first byte is 0 (the rest is the tail).
+                st.scratch[0] = 0;
+                n = 1;
+            }
+            out.put_slice(&st.scratch[..n]);
+            st.held_len = 0;
+            st.message_len = 0;
+            if self.no_context_takeover {
+                st.z.reset();
+            }
+            return Ok(DeflateProgress {
+                consumed,
+                written: n,
+                done: true,
+            });
+        }
+        let keep = n.min(4);
+        st.held[..keep].copy_from_slice(&st.scratch[n - keep..n]);
+        st.held_len = keep;
+        n -= keep;
+        out.put_slice(&st.scratch[..n]);
+        st.message_len += n;
+        Ok(DeflateProgress {
+            consumed,
+            written: n,
+            done: !last && all_in,
+        })
+    }
+}
+
+#[derive(Debug)]
+struct InflateState {
+    z: Decompress,
+    scratch: Box<[u8]>,
+    message_len: usize,
+    ended: bool,
+}
+
+/// Inflates incoming compressed messages piece by piece, under a size limit.
+///
+/// The limit bounds the inflated size of one message: as soon as the output would pass
+/// it, inflation stops with [`Error::MessageTooBig`] without appending the excess, so a
+/// small "bomb" cannot make the process allocate more than the limit (plus
+/// [`INFLATE_CHUNK`] of scratch).
+///
+/// ```
+/// use rbeast::proto::deflate::{Deflater, Inflater};
+/// let mut wire = Vec::new();
+/// Deflater::new(9, 15, false).compress(&[0u8; 100_000], true, &mut wire, 1 << 20)?;
+/// let mut out = Vec::new();
+/// let err = Inflater::new(15, false).inflate(&wire, true, &mut out, 1000).unwrap_err();
+/// assert_eq!(err, rbeast::Error::MessageTooBig);
+/// assert!(out.len() <= 1000);
+/// # Ok::<(), rbeast::Error>(())
+/// ```
+#[derive(Debug)]
+pub struct Inflater {
+    window_bits: u8,
+    no_context_takeover: bool,
+    state: Option<Box<InflateState>>,
+}
+
+impl Inflater {
+    /// A decompressor for a peer window of `window_bits` (an 8 is raised to 9, which
+    /// accepts the same streams), resetting after each message when `no_context_takeover`.
+    ///
+    /// ```
+    /// let i = rbeast::proto::deflate::Inflater::new(15, false);
+    /// # let _ = i;
+    /// ```
+    pub fn new(window_bits: u8, no_context_takeover: bool) -> Self {
+        Inflater {
+            window_bits: window(window_bits),
+            no_context_takeover,
+            state: None,
+        }
+    }
+
+    /// The decompressor of an endpoint of `role`: the peer's window and context takeover.
+    ///
+    /// ```
+    /// use rbeast::proto::deflate::{Inflater, PmdParams};
+    /// let i = Inflater::for_role(rbeast::Role::Client, &PmdParams::default());
+    /// # let _ = i;
+    /// ```
+    pub fn for_role(role: Role, params: &PmdParams) -> Self {
+        match role {
+            Role::Client => Inflater::new(
+                params.server_max_window_bits,
+                params.server_no_context_takeover,
+            ),
+            Role::Server => Inflater::new(
+                params.client_max_window_bits,
+                params.client_no_context_takeover,
+            ),
+        }
+    }
+
+    /// Whether the zlib state has been allocated (by a first message).
+    ///
+    /// ```
+    /// assert!(!rbeast::proto::deflate::Inflater::new(15, false).is_allocated());
+    /// ```
+    pub fn is_allocated(&self) -> bool {
+        self.state.is_some()
+    }
+
+    /// Inflates a piece of the current message (payload bytes of a compressed frame),
+    /// appending to `out`; `last` says the piece ends the message (the `00 00 ff ff` tail
+    /// is then inflated too). `limit` is the largest inflated size of the whole message.
+    ///
+    /// Returns the number of bytes appended. Errors: [`Error::BadDeflateData`] for corrupt
+    /// data, [`Error::MessageTooBig`] past `limit`, [`Error::BufferOverflow`] when `out`
+    /// cannot grow. After an error the state is dropped (the next message starts fresh).
+    ///
+    /// ```
+    /// use rbeast::proto::deflate::Inflater;
+    /// let mut out = Vec::new();
+    /// // "Hello" compressed without context takeover (RFC 7692 §7.2.3.1).
+    /// let n = Inflater::new(15, true).inflate(&[0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00], true, &mut out, 100)?;
+    /// assert_eq!((n, &out[..]), (5, &b"Hello"[..]));
+    /// # Ok::<(), rbeast::Error>(())
+    /// ```
+    pub fn inflate<B: BufMut>(
+        &mut self,
+        input: &[u8],
+        last: bool,
+        out: &mut B,
+        limit: usize,
+    ) -> Result<usize> {
+        let bits = self.window_bits;
+        let st = self.state.get_or_insert_with(|| {
+            Box::new(InflateState {
+                z: Decompress::new_with_window_bits(false, bits),
+                scratch: vec![0; INFLATE_CHUNK].into_boxed_slice(),
+                message_len: 0,
+                ended: false,
+            })
+        });
+        let mut written = 0;
+        let mut result = run(st, input, FlushDecompress::None, out, limit, &mut written);
+        if result.is_ok() && last {
+            if !st.ended {
+                result = run(st, &TAIL, FlushDecompress::Sync, out, limit, &mut written);
+            }
+            if result.is_ok() {
+                st.message_len = 0;
+                if self.no_context_takeover || st.ended {
+                    st.z.reset(false);
+                    st.ended = false;
+                }
+            }
+        }
+        match result {
+            Ok(()) => Ok(written),
+            Err(e) => {
+                self.state = None;
+                Err(e)
+            }
+        }
+    }
+}
+
+fn run<B: BufMut>(
+    st: &mut InflateState,
+    input: &[u8],
+    flush: FlushDecompress,
+    out: &mut B,
+    limit: usize,
+    written: &mut usize,
+) -> Result<()> {
+    let mut pos = 0;
+    while !st.ended {
+        let (in0, out0) = (st.z.total_in(), st.z.total_out());
+        let status =
+            st.z.decompress(&input[pos..], &mut st.scratch, flush)
+                .map_err(|_| Error::BadDeflateData)?;
+        let consumed = (st.z.total_in() - in0) as usize;
+        let produced = (st.z.total_out() - out0) as usize;
+        pos += consumed;
+        if produced > 0 {
+            if produced > limit.saturating_sub(st.message_len) {
+                return Err(Error::MessageTooBig);
+            }
+            if out.remaining_mut() < produced {
+                return Err(Error::BufferOverflow);
+            }
+            out.put_slice(&st.scratch[..produced]);
+            st.message_len += produced;
+            *written += produced;
+        }
+        if status == Status::StreamEnd {
+            // A final block: the rest of this message is ignored and the next message
+            // starts a new stream.
+            st.ended = true;
+        } else if (pos == input.len() && produced < st.scratch.len())
+            || (consumed == 0 && produced == 0)
+        {
+            break;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;

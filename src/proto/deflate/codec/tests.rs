@@ -1,0 +1,388 @@
+//! Codec tests: cross-checks against flate2, chunking, context takeover, limits.
+
+use super::*;
+use rand::{Rng, SeedableRng};
+
+/// Compresses a whole message with our deflater, `chunk` bytes of output at a time, the
+/// input given in pieces of `piece` bytes.
+fn deflate_msg(d: &mut Deflater, msg: &[u8], piece: usize, chunk: usize) -> Vec<u8> {
+    let mut out = Vec::new();
+    let pieces: Vec<&[u8]> = if msg.is_empty() {
+        vec![msg]
+    } else {
+        msg.chunks(piece).collect()
+    };
+    let mut calls = 0;
+    for (i, mut p) in pieces.iter().copied().enumerate() {
+        let last = i + 1 == pieces.len();
+        loop {
+            calls += 1;
+            assert!(
+                calls < 100 + 2 * msg.len(),
+                "the compressor does not make progress"
+            );
+            let before = out.len();
+            let r = d.compress(p, last, &mut out, chunk).unwrap();
+            assert!(out.len() - before <= chunk);
+            assert_eq!(out.len() - before, r.written);
+            p = &p[r.consumed..];
+            if r.done {
+                break;
+            }
+        }
+        assert!(p.is_empty());
+    }
+    out
+}
+
+/// Inflates a whole message with our inflater, fed in pieces of `piece` bytes.
+fn inflate_msg(i: &mut Inflater, wire: &[u8], piece: usize) -> Result<Vec<u8>> {
+    let mut out = Vec::new();
+    let pieces: Vec<&[u8]> = if wire.is_empty() {
+        vec![wire]
+    } else {
+        wire.chunks(piece).collect()
+    };
+    for (k, p) in pieces.iter().enumerate() {
+        i.inflate(p, k + 1 == pieces.len(), &mut out, usize::MAX)?;
+    }
+    Ok(out)
+}
+
+/// flate2 alone: sync-flushed raw deflate with the tail removed.
+fn reference_deflate(msg: &[u8], bits: u8) -> Vec<u8> {
+    let mut z = Compress::new_with_window_bits(Compression::new(6), false, bits);
+    let mut out = Vec::with_capacity(msg.len() + 64);
+    loop {
+        let consumed = z.total_in() as usize;
+        z.compress_vec(&msg[consumed..], &mut out, FlushCompress::Sync)
+            .unwrap();
+        if z.total_in() as usize == msg.len() && out.len() < out.capacity() {
+            break;
+        }
+        out.reserve(4096);
+    }
+    assert!(out.ends_with(&TAIL));
+    out.truncate(out.len() - 4);
+    out
+}
+
+/// flate2 alone: inflate with the tail appended.
+fn reference_inflate(wire: &[u8], bits: u8) -> Vec<u8> {
+    let mut z = Decompress::new_with_window_bits(false, bits);
+    let mut input = wire.to_vec();
+    input.extend_from_slice(&TAIL);
+    let mut out = Vec::with_capacity(1024);
+    loop {
+        let used = z.total_in() as usize;
+        z.decompress_vec(&input[used..], &mut out, FlushDecompress::Sync)
+            .unwrap();
+        if z.total_in() as usize == input.len() && out.len() < out.capacity() {
+            break;
+        }
+        out.reserve(out.capacity().max(1024));
+    }
+    out
+}
+
+fn sample(rng: &mut rand::rngs::StdRng, len: usize) -> Vec<u8> {
+    // Half random bytes, half repetitive text, so both stored and Huffman blocks occur.
+    let words: [&[u8]; 4] = [b"{\"id\":", b"\"name\":\"rbeast\",", b"[1,2,3],", b"null}"];
+    let mut v = Vec::with_capacity(len);
+    while v.len() < len {
+        if rng.random_bool(0.5) {
+            v.push(rng.random());
+        } else {
+            v.extend_from_slice(words[rng.random_range(0..4)]);
+        }
+    }
+    v.truncate(len);
+    v
+}
+
+#[test]
+fn cross_check_with_flate2_every_window() {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(1);
+    let sizes = [
+        0usize, 1, 2, 3, 4, 5, 7, 100, 1000, 4095, 4096, 4097, 65_536, 200_000,
+    ];
+    for bits in 9..=15u8 {
+        for &n in &sizes {
+            let msg = sample(&mut rng, n);
+            let mut d = Deflater::new(6, bits, true);
+            let ours = deflate_msg(&mut d, &msg, 1000, 4096);
+            assert_eq!(
+                reference_inflate(&ours, bits),
+                msg,
+                "ours→flate2 bits {bits} n {n}"
+            );
+            let theirs = reference_deflate(&msg, bits);
+            let mut i = Inflater::new(bits, true);
+            assert_eq!(
+                inflate_msg(&mut i, &theirs, 777).unwrap(),
+                msg,
+                "flate2→ours bits {bits} n {n}"
+            );
+        }
+    }
+}
+
+#[test]
+fn small_chunks_and_pieces() {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(2);
+    for &(piece, chunk) in &[
+        (1usize, 16usize),
+        (3, 17),
+        (17, 18),
+        (5000, 16),
+        (1, 4096),
+        (9, 21),
+    ] {
+        for &n in &[0usize, 1, 10, 300, 5000] {
+            let msg = sample(&mut rng, n);
+            let mut d = Deflater::new(8, 15, false);
+            let mut i = Inflater::new(15, false);
+            for _ in 0..3 {
+                let wire = deflate_msg(&mut d, &msg, piece, chunk);
+                assert_eq!(
+                    inflate_msg(&mut i, &wire, piece).unwrap(),
+                    msg,
+                    "{piece} {chunk} {n}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn every_small_chunk_size_terminates() {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(5);
+    for chunk in MIN_DEFLATE_CHUNK..48 {
+        let mut d = Deflater::new(6, 15, false);
+        let mut i = Inflater::new(15, false);
+        for n in [0usize, 1, 5, 33, 700] {
+            let msg = sample(&mut rng, n);
+            let wire = deflate_msg(&mut d, &msg, 11, chunk);
+            assert_eq!(
+                inflate_msg(&mut i, &wire, 5).unwrap(),
+                msg,
+                "chunk {chunk} n {n}"
+            );
+        }
+    }
+}
+
+#[test]
+fn tail_is_stripped() {
+    let mut d = Deflater::new(8, 15, false);
+    for chunk in 16..64 {
+        let wire = deflate_msg(&mut d, b"abcabcabcabc", 100, chunk);
+        assert!(!wire.ends_with(&TAIL), "chunk {chunk}: {wire:02x?}");
+        let mut full = wire.clone();
+        full.extend_from_slice(&TAIL);
+        assert!(full.ends_with(&TAIL));
+    }
+}
+
+#[test]
+fn context_takeover_shrinks_repeated_messages() {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(3);
+    let msg = sample(&mut rng, 3000);
+    let mut with = Deflater::new(8, 15, false);
+    let first = deflate_msg(&mut with, &msg, 3000, 4096);
+    let second = deflate_msg(&mut with, &msg, 3000, 4096);
+    assert!(
+        second.len() * 4 < first.len(),
+        "{} vs {}",
+        second.len(),
+        first.len()
+    );
+    let mut i = Inflater::new(15, false);
+    assert_eq!(inflate_msg(&mut i, &first, 100).unwrap(), msg);
+    assert_eq!(inflate_msg(&mut i, &second, 100).unwrap(), msg);
+    // The second message cannot be inflated without the first one's context.
+    let mut fresh = Inflater::new(15, true);
+    assert!(inflate_msg(&mut fresh, &second, 100)
+        .map(|v| v != msg)
+        .unwrap_or(true));
+
+    let mut without = Deflater::new(8, 15, true);
+    let a = deflate_msg(&mut without, &msg, 3000, 4096);
+    let b = deflate_msg(&mut without, &msg, 3000, 4096);
+    assert_eq!(a, b);
+    assert_eq!(a, first);
+    // A resetting inflater reads every such message on its own.
+    let mut i = Inflater::new(15, true);
+    assert_eq!(inflate_msg(&mut i, &a, 7).unwrap(), msg);
+    assert_eq!(inflate_msg(&mut i, &b, 7).unwrap(), msg);
+}
+
+#[test]
+fn lazy_allocation() {
+    let mut d = Deflater::new(8, 15, false);
+    let mut i = Inflater::new(15, false);
+    assert!(!d.is_allocated() && !i.is_allocated());
+    let wire = deflate_msg(&mut d, b"x", 1, 64);
+    assert!(!wire.is_empty());
+    assert!(d.is_allocated() && !i.is_allocated());
+    inflate_msg(&mut i, &wire, 1).unwrap();
+    assert!(i.is_allocated());
+}
+
+#[test]
+fn decompression_bomb_is_bounded() {
+    let zeros = vec![0u8; 10 * 1024 * 1024];
+    let mut d = Deflater::new(9, 15, false);
+    let wire = deflate_msg(&mut d, &zeros, 1 << 20, 1 << 20);
+    assert!(wire.len() < 20 * 1024, "{}", wire.len());
+    drop(zeros);
+    let limit = 1024 * 1024;
+    for piece in [wire.len(), 1000, 1] {
+        let mut i = Inflater::new(15, false);
+        let mut out = Vec::new();
+        let mut err = None;
+        let pieces: Vec<&[u8]> = wire.chunks(piece).collect();
+        for (k, p) in pieces.iter().enumerate() {
+            if let Err(e) = i.inflate(p, k + 1 == pieces.len(), &mut out, limit) {
+                err = Some(e);
+                break;
+            }
+            assert!(out.len() <= limit);
+        }
+        assert_eq!(err, Some(Error::MessageTooBig));
+        assert!(out.len() <= limit);
+        assert!(out.capacity() <= 2 * limit, "{}", out.capacity());
+        assert!(!i.is_allocated());
+    }
+}
+
+#[test]
+fn limit_is_exact() {
+    let msg = vec![7u8; 5000];
+    let mut d = Deflater::new(8, 15, true);
+    let wire = deflate_msg(&mut d, &msg, 5000, 4096);
+    let mut out = Vec::new();
+    assert_eq!(
+        Inflater::new(15, true).inflate(&wire, true, &mut out, 5000),
+        Ok(5000)
+    );
+    let mut out = Vec::new();
+    let r = Inflater::new(15, true).inflate(&wire, true, &mut out, 4999);
+    assert_eq!(r, Err(Error::MessageTooBig));
+    // The limit is per message: two messages of 5000 under a 5000 limit pass.
+    let mut i = Inflater::new(15, true);
+    for _ in 0..2 {
+        let mut out = Vec::new();
+        assert_eq!(i.inflate(&wire, true, &mut out, 5000), Ok(5000));
+    }
+}
+
+#[test]
+fn corrupt_data() {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(4);
+    for bad in [
+        &[0xffu8, 0xff, 0xff][..],
+        &[0x07],
+        &[0x03, 0xff, 0xff, 0xff, 0xff, 0xff],
+    ] {
+        let mut out = Vec::new();
+        let r = Inflater::new(15, false).inflate(bad, true, &mut out, 1 << 20);
+        assert_eq!(r, Err(Error::BadDeflateData), "{bad:02x?}");
+    }
+    // Flipped bytes in a valid stream: never a panic, an error or wrong-but-bounded output.
+    let msg = sample(&mut rng, 2000);
+    let wire = deflate_msg(&mut Deflater::new(8, 15, true), &msg, 2000, 4096);
+    let mut errors = 0;
+    for k in 0..wire.len() {
+        let mut w = wire.clone();
+        w[k] ^= 0x5a;
+        let mut out = Vec::new();
+        match Inflater::new(15, true).inflate(&w, true, &mut out, 10_000) {
+            Err(Error::BadDeflateData) | Err(Error::MessageTooBig) => errors += 1,
+            Err(e) => panic!("{e:?}"),
+            Ok(_) => assert!(out.len() <= 10_000),
+        }
+    }
+    assert!(errors > 0);
+}
+
+#[test]
+fn stored_and_final_blocks_from_other_senders() {
+    // A peer that ends a message with a final block (BFINAL=1), then starts afresh.
+    let mut z = Compress::new_with_window_bits(Compression::new(6), false, 15);
+    let mut wire = Vec::with_capacity(1024);
+    z.compress_vec(b"hello final", &mut wire, FlushCompress::Finish)
+        .unwrap();
+    let mut i = Inflater::new(15, false);
+    assert_eq!(inflate_msg(&mut i, &wire, 3).unwrap(), b"hello final");
+    let next = reference_deflate(b"second", 15);
+    assert_eq!(inflate_msg(&mut i, &next, 100).unwrap(), b"second");
+    // The RFC 7692 §7.2.3.3 example: "Hello" in a stored block.
+    let stored = [
+        0x00, 0x05, 0x00, 0xfa, 0xff, 0x48, 0x65, 0x6c, 0x6c, 0x6f, 0x00,
+    ];
+    assert_eq!(
+        inflate_msg(&mut Inflater::new(15, false), &stored, 2).unwrap(),
+        b"Hello"
+    );
+    // §7.2.3.2: two messages sharing context.
+    let mut i = Inflater::new(15, false);
+    assert_eq!(
+        inflate_msg(&mut i, &[0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00], 1).unwrap(),
+        b"Hello"
+    );
+    assert_eq!(
+        inflate_msg(&mut i, &[0xf2, 0x00, 0x11, 0x00, 0x00], 1).unwrap(),
+        b"Hello"
+    );
+}
+
+#[test]
+fn argument_errors() {
+    let mut d = Deflater::new(8, 15, false);
+    let mut out = Vec::new();
+    assert!(matches!(
+        d.compress(b"x", true, &mut out, 15),
+        Err(Error::InvalidArgument(_))
+    ));
+    let mut small = [0u8; 16];
+    let mut slice = &mut small[..];
+    assert_eq!(
+        d.compress(b"x", true, &mut slice, 32),
+        Err(Error::BufferOverflow)
+    );
+    // A full fixed buffer on inflate: an error, never a panic.
+    let wire = deflate_msg(&mut Deflater::new(8, 15, true), &[1u8; 100], 100, 64);
+    let mut tiny = [0u8; 10];
+    let mut slice = &mut tiny[..];
+    assert_eq!(
+        Inflater::new(15, true).inflate(&wire, true, &mut slice, 1000),
+        Err(Error::BufferOverflow)
+    );
+    // Out-of-range parameters are clamped, not a panic.
+    let mut d = Deflater::new(99, 3, false);
+    let wire = deflate_msg(&mut d, b"clamped", 7, 64);
+    assert_eq!(
+        inflate_msg(&mut Inflater::new(200, false), &wire, 7).unwrap(),
+        b"clamped"
+    );
+}
+
+#[test]
+fn role_selection() {
+    let p = PmdParams {
+        server_max_window_bits: 9,
+        client_max_window_bits: 12,
+        server_no_context_takeover: true,
+        client_no_context_takeover: false,
+    };
+    let opts = PermessageDeflate::default();
+    let c = Deflater::for_role(Role::Client, &p, &opts);
+    assert_eq!((c.window_bits, c.no_context_takeover), (12, false));
+    let s = Deflater::for_role(Role::Server, &p, &opts);
+    assert_eq!((s.window_bits, s.no_context_takeover), (9, true));
+    let ci = Inflater::for_role(Role::Client, &p);
+    assert_eq!((ci.window_bits, ci.no_context_takeover), (9, true));
+    let si = Inflater::for_role(Role::Server, &p);
+    assert_eq!((si.window_bits, si.no_context_takeover), (12, false));
+}
