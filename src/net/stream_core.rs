@@ -301,12 +301,13 @@ impl<R: RawIo> IoObject for StreamCore<R> {
         if readiness.is_writable() {
             self.writable.set(true);
         }
+        // A connect in progress is the transport's own business, listener or not.
+        R::on_ready_extra(self, readiness);
         let listener = self.listener.borrow().as_ref().and_then(Weak::upgrade);
         if let Some(listener) = listener {
             listener.on_ready(readiness);
             return;
         }
-        R::on_ready_extra(self, readiness);
         if self.readable.get() {
             self.advance_read();
         }

@@ -15,6 +15,7 @@ use std::rc::Rc;
 
 use bytes::{Buf, BytesMut};
 
+use super::handshake::{HandshakeOp, HandshakeSettings};
 use super::output::Output;
 use super::FrameType;
 use crate::net::{FlatBuffer, Handle, IoHandler, Transport, WaitHandler};
@@ -135,37 +136,39 @@ pub(crate) struct Core<T: Transport> {
     pub(crate) control: Option<ControlCallback>,
 
     // read side
-    reader: FrameReader,
-    rd_buf: BytesMut,
-    rd_frame: Option<FrameHeader>,
-    rd_remain: u64,
-    rd_phase: usize,
-    pending_control: Option<(FrameHeader, usize)>,
+    pub(crate) reader: FrameReader,
+    pub(crate) rd_buf: BytesMut,
+    pub(crate) rd_frame: Option<FrameHeader>,
+    pub(crate) rd_remain: u64,
+    pub(crate) rd_phase: usize,
+    pub(crate) pending_control: Option<(FrameHeader, usize)>,
     pub(crate) rd_done: bool,
     pub(crate) rd_text: bool,
-    utf8: Utf8Validator,
+    pub(crate) utf8: Utf8Validator,
     pub(crate) close_reason: CloseReason,
 
     // write side
-    out: Output,
-    wr_cont: bool,
-    wr_opcode: Opcode,
-    wr_auto_fragment: bool,
+    pub(crate) out: Output,
+    pub(crate) wr_cont: bool,
+    pub(crate) wr_opcode: Opcode,
+    pub(crate) wr_auto_fragment: bool,
     pub(crate) wr_close: bool,
-    flush_scheduled: bool,
-    flush_blocked: bool,
+    pub(crate) flush_scheduled: bool,
+    pub(crate) flush_blocked: bool,
 
     // operations
     pub(crate) read_op: Option<ReadOp>,
     /// A read parked behind a close that owns the read side; it ends `OperationAborted`.
-    read_suspended: bool,
+    pub(crate) read_suspended: bool,
     pub(crate) write_op: Option<WriteOp>,
     pub(crate) close_op: Option<WaitHandler>,
+    pub(crate) hs_op: Option<HandshakeOp>,
+    pub(crate) hs: HandshakeSettings,
     teardown: Option<Teardown>,
     /// A real error was delivered; later operations see `OperationAborted`.
-    ec_delivered: bool,
+    pub(crate) ec_delivered: bool,
     /// An error met with no operation pending, for the next operation.
-    pending_error: Option<Error>,
+    pub(crate) pending_error: Option<Error>,
 }
 
 impl<T: Transport> Core<T> {
@@ -197,22 +200,22 @@ impl<T: Transport> Core<T> {
             read_suspended: false,
             write_op: None,
             close_op: None,
+            hs_op: None,
+            hs: HandshakeSettings::default(),
             teardown: None,
             ec_delivered: false,
             pending_error: None,
         }
     }
 
-    /// Starts the open phase in `role`; `leftover` are bytes already read after the
-    /// handshake (frame data).
-    pub(crate) fn open(&mut self, role: Role, leftover: &[u8]) {
+    /// Starts the open phase in `role`. Bytes already in the read buffer (read after the
+    /// handshake) are frame data.
+    pub(crate) fn open(&mut self, role: Role) {
         self.role = role;
         self.status = Status::Open;
         let mut rules = ReadRules::new(role);
         rules.read_message_max = self.opts.read_message_max;
         self.reader = FrameReader::new(rules);
-        self.rd_buf.clear();
-        self.rd_buf.extend_from_slice(leftover);
         self.rd_frame = None;
         self.rd_remain = 0;
         self.pending_control = None;
@@ -244,7 +247,7 @@ impl<T: Transport> Core<T> {
 
     /// Beast's "first error wins": the first real error goes to one operation, later ones
     /// see `OperationAborted`.
-    fn deliver(&mut self, e: Error) -> Error {
+    pub(crate) fn deliver(&mut self, e: Error) -> Error {
         if self.ec_delivered {
             return Error::OperationAborted;
         }
@@ -281,8 +284,10 @@ impl<T: Transport> Core<T> {
             Some(e) => core.deliver(e),
             None => Error::OperationAborted,
         };
-        let any_pending =
-            self.read_op.is_some() || self.write_op.is_some() || self.close_op.is_some();
+        let any_pending = self.read_op.is_some()
+            || self.write_op.is_some()
+            || self.close_op.is_some()
+            || self.hs_op.is_some();
         if let Some(op) = self.read_op.take() {
             let err = next(self);
             handle.complete_io(op.handler, Err(err), op.n);
@@ -294,6 +299,10 @@ impl<T: Transport> Core<T> {
         if let Some(h) = self.close_op.take() {
             let err = next(self);
             handle.complete_wait(h, Err(err));
+        }
+        if let Some(op) = self.hs_op.take() {
+            let err = next(self);
+            op.complete(handle, Err(err), None);
         }
         if !any_pending {
             if let Some(e) = e.take() {
@@ -416,7 +425,7 @@ impl<T: Transport> Core<T> {
 
     /// Reads from the transport into `rd_buf`. `Ok(true)` when bytes arrived, `Ok(false)`
     /// when the transport would block; end of stream is `Err(Error::Eof)`.
-    fn fill(&mut self) -> Result<bool, Error> {
+    pub(crate) fn fill(&mut self) -> Result<bool, Error> {
         if !self.transport.readiness().is_readable() {
             return Ok(false);
         }
@@ -830,13 +839,16 @@ impl<T: Transport> Core<T> {
 
     // ---------------------------------------------------------------- the engine
 
-    /// Advances every operation as far as the transport allows.
-    pub(crate) fn drive(&mut self, handle: &Handle) {
+    /// Advances every operation as far as the transport allows, for at most
+    /// `MAX_ROUNDS` rounds. Returns true when it stopped at that bound with work left: the
+    /// caller must drive again on a later turn, since no new readiness edge will come.
+    pub(crate) fn drive(&mut self, handle: &Handle) -> bool {
         for _ in 0..MAX_ROUNDS {
             let mut progressed = false;
             if self.flush_blocked && self.transport.readiness().is_writable() {
                 progressed |= self.flush_now(handle);
             }
+            progressed |= self.advance_handshake(handle);
             progressed |= self.advance_write(handle);
             if self.out.len() >= self.opts.high_water() {
                 progressed |= self.flush_now(handle);
@@ -844,9 +856,10 @@ impl<T: Transport> Core<T> {
             progressed |= self.advance_input(handle);
             progressed |= self.advance_teardown(handle);
             if !progressed {
-                return;
+                return false;
             }
         }
+        true
     }
 
     /// Takes every parked handler out, for the caller to drop with no borrow held (the
@@ -858,12 +871,14 @@ impl<T: Transport> Core<T> {
         Option<ReadOp>,
         Option<WriteOp>,
         Option<WaitHandler>,
+        Option<HandshakeOp>,
         Option<ControlCallback>,
     ) {
         (
             self.read_op.take(),
             self.write_op.take(),
             self.close_op.take(),
+            self.hs_op.take(),
             self.control.take(),
         )
     }

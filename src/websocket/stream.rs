@@ -6,10 +6,12 @@ use std::rc::{Rc, Weak};
 use bytes::Buf;
 
 use super::core::{Core, ReadOp, Status, WriteOp};
+use super::handshake::{header_of, ClientHandler};
 use super::FrameType;
-use crate::net::{FlatBuffer, Handle, Readiness, ReadyListener, Transport};
+use crate::net::{FlatBuffer, Handle, Readiness, ReadyListener, Transport, WaitHandler};
 use crate::proto::close::CloseReason;
 use crate::proto::frame::{Opcode, MAX_CONTROL_PAYLOAD};
+use crate::proto::handshake::{AcceptDecision, RequestType, ResponseType};
 use crate::{Error, Role};
 
 pub(crate) struct Inner<T: Transport> {
@@ -21,15 +23,45 @@ pub(crate) struct Inner<T: Transport> {
 impl<T: Transport> Inner<T> {
     /// Runs the engine, then asks for an end-of-turn flush if output is waiting.
     pub(crate) fn drive(&self) {
-        let flush = {
+        let (again, flush) = {
             let mut core = self.core.borrow_mut();
-            core.drive(&self.handle);
-            core.take_flush_request()
+            let again = core.drive(&self.handle);
+            (again, core.take_flush_request())
         };
         if flush {
             if let Some(me) = self.me.upgrade() {
                 self.handle.defer_flush(me);
             }
+        }
+        if again {
+            // Fairness bound reached with work left: continue on a later turn.
+            let me = self.me.clone();
+            self.handle.post(move || {
+                if let Some(me) = me.upgrade() {
+                    me.drive();
+                }
+            });
+        }
+    }
+}
+
+impl<T: Transport> Drop for Inner<T> {
+    /// The last handle is gone: pending operations complete with `OperationAborted`
+    /// (Beast: a destroyed stream's operations end with `operation_aborted`).
+    fn drop(&mut self) {
+        let (read, write, close, handshake, _control) = self.core.get_mut().take_all_handlers();
+        let aborted = || Err(Error::OperationAborted);
+        if let Some(op) = read {
+            self.handle.complete_io(op.handler, aborted(), op.n);
+        }
+        if let Some(op) = write {
+            self.handle.complete_io(op.handler, aborted(), op.taken);
+        }
+        if let Some(h) = close {
+            self.handle.complete_wait(h, aborted());
+        }
+        if let Some(op) = handshake {
+            op.complete(&self.handle, aborted(), None);
         }
     }
 }
@@ -135,7 +167,7 @@ impl<T: Transport> Stream<T> {
     /// assert!(ws.is_open());
     /// ```
     pub fn open_unchecked(&self, role: Role) {
-        self.inner.core.borrow_mut().open(role, &[]);
+        self.inner.core.borrow_mut().open(role);
     }
 
     fn core(&self) -> RefMut<'_, Core<T>> {
@@ -399,6 +431,242 @@ impl<T: Transport> Stream<T> {
     /// ```
     pub fn clear_control_callback(&self) {
         self.core().control = None;
+    }
+
+    // ---------------------------------------------------------------- handshake
+
+    /// Sets the decorator of the client's upgrade request: it runs after the built-in
+    /// fields are set (Beast's `stream_base::decorator` for requests). It must not call
+    /// this stream.
+    ///
+    /// ```
+    /// # let ctx = rbeast::net::IoContext::new().unwrap();
+    /// # let (a, _b) = rbeast::test::Stream::pair(&ctx);
+    /// let ws = rbeast::websocket::Stream::new(a);
+    /// ws.set_request_decorator(|req| {
+    ///     req.headers_mut().insert("user-agent", "rbeast-client".parse().unwrap());
+    /// });
+    /// ```
+    pub fn set_request_decorator(&self, decorator: impl FnMut(&mut RequestType) + 'static) {
+        self.core().hs.request_decorator = Some(Rc::new(RefCell::new(decorator)));
+    }
+
+    /// Sets the decorator of every response the server sends, success or error (Beast's
+    /// `stream_base::decorator` for responses). A `Server` field is added only when the
+    /// decorator sets none. It must not call this stream.
+    ///
+    /// ```
+    /// # let ctx = rbeast::net::IoContext::new().unwrap();
+    /// # let (a, _b) = rbeast::test::Stream::pair(&ctx);
+    /// let ws = rbeast::websocket::Stream::new(a);
+    /// ws.set_response_decorator(|res| {
+    ///     res.headers_mut().insert("server", "my-server".parse().unwrap());
+    /// });
+    /// ```
+    pub fn set_response_decorator(&self, decorator: impl FnMut(&mut ResponseType) + 'static) {
+        self.core().hs.response_decorator = Some(Rc::new(RefCell::new(decorator)));
+    }
+
+    /// Sets the accept hook (beyond Beast): it sees every valid upgrade request and may
+    /// choose a subprotocol, add response fields, or reject with a custom response (the
+    /// accept then completes with [`Error::Rejected`]). It must not call this stream.
+    ///
+    /// ```
+    /// use rbeast::proto::handshake::{offered_subprotocols, AcceptDecision};
+    /// # let ctx = rbeast::net::IoContext::new().unwrap();
+    /// # let (a, _b) = rbeast::test::Stream::pair(&ctx);
+    /// let ws = rbeast::websocket::Stream::new(a);
+    /// ws.set_accept_hook(|req| {
+    ///     if offered_subprotocols(req).contains(&"chat") {
+    ///         AcceptDecision::accept().with_subprotocol("chat")
+    ///     } else {
+    ///         AcceptDecision::reject(http::StatusCode::BAD_REQUEST, "chat only")
+    ///     }
+    /// });
+    /// ```
+    pub fn set_accept_hook(&self, hook: impl FnMut(&RequestType) -> AcceptDecision + 'static) {
+        self.core().hs.accept_hook = Some(Rc::new(RefCell::new(hook)));
+    }
+
+    /// Sets the subprotocols a client offers (`Sec-WebSocket-Protocol`), in order of
+    /// preference.
+    ///
+    /// ```
+    /// # let ctx = rbeast::net::IoContext::new().unwrap();
+    /// # let (a, _b) = rbeast::test::Stream::pair(&ctx);
+    /// let ws = rbeast::websocket::Stream::new(a);
+    /// ws.set_subprotocols(vec!["v2.chat".into(), "v1.chat".into()]);
+    /// ```
+    pub fn set_subprotocols(&self, protocols: Vec<String>) {
+        self.core().hs.subprotocols = protocols;
+    }
+
+    /// The subprotocol agreed on by the last handshake, if any.
+    ///
+    /// ```
+    /// # let ctx = rbeast::net::IoContext::new().unwrap();
+    /// # let (a, _b) = rbeast::test::Stream::pair(&ctx);
+    /// assert_eq!(rbeast::websocket::Stream::new(a).subprotocol(), None);
+    /// ```
+    pub fn subprotocol(&self) -> Option<String> {
+        self.inner.core.borrow().hs.negotiated.subprotocol.clone()
+    }
+
+    /// Sets the largest HTTP header accepted during the handshake (default 8 KiB; Beast
+    /// uses 1536 bytes). A larger one fails with [`Error::HeaderTooLarge`].
+    ///
+    /// ```
+    /// # let ctx = rbeast::net::IoContext::new().unwrap();
+    /// # let (a, _b) = rbeast::test::Stream::pair(&ctx);
+    /// rbeast::websocket::Stream::new(a).set_max_handshake_bytes(1536);
+    /// ```
+    pub fn set_max_handshake_bytes(&self, n: usize) {
+        self.core().hs.parser.max_header_bytes = n;
+    }
+
+    /// Performs the client handshake (Beast's `async_handshake`): sends the upgrade request
+    /// for `host` (sent verbatim in `Host`; append `:port` as Beast's examples do) and
+    /// `target`, and checks the response. The handler gets `Ok(())` once the stream is open.
+    ///
+    /// ```no_run
+    /// # let ctx = rbeast::net::IoContext::new().unwrap();
+    /// # let sock = rbeast::net::TcpStream::new(&ctx);
+    /// let ws = rbeast::websocket::Stream::new(sock);
+    /// ws.async_handshake("example.com:80", "/", |r| println!("{r:?}"));
+    /// ```
+    pub fn async_handshake(
+        &self,
+        host: &str,
+        target: &str,
+        handler: impl FnOnce(Result<(), Error>) + 'static,
+    ) {
+        self.async_handshake_response(host, target, move |r, _| handler(r));
+    }
+
+    /// As [`async_handshake`](Stream::async_handshake), and hands back the server's HTTP
+    /// response whenever one was received (also when it was rejected, so that a `4xx` body
+    /// can be shown).
+    ///
+    /// ```no_run
+    /// # let ctx = rbeast::net::IoContext::new().unwrap();
+    /// # let sock = rbeast::net::TcpStream::new(&ctx);
+    /// let ws = rbeast::websocket::Stream::new(sock);
+    /// ws.async_handshake_response("example.com:80", "/", |r, res| {
+    ///     if let Some(res) = res {
+    ///         println!("{r:?}: {}", res.status());
+    ///     }
+    /// });
+    /// ```
+    pub fn async_handshake_response(
+        &self,
+        host: &str,
+        target: &str,
+        handler: impl FnOnce(Result<(), Error>, Option<ResponseType>) + 'static,
+    ) {
+        let handler: ClientHandler = Box::new(handler);
+        if self.handle().is_shut_down() {
+            return;
+        }
+        let started = {
+            let mut core = self.core();
+            match self.handshake_admission(&core) {
+                Err(e) => Err((handler, e)),
+                Ok(()) => core.start_client_handshake(host, target, handler),
+            }
+        };
+        match started {
+            Ok(()) => self.handle().work_started(),
+            Err((handler, e)) => {
+                self.handle().post(move || handler(Err(e), None));
+                return;
+            }
+        }
+        self.inner.drive();
+    }
+
+    /// Reads the HTTP upgrade request from the next layer and answers it (Beast's
+    /// `async_accept`). On a failed check the error response is still sent (400, or 426
+    /// for a bad version), then the handler gets the error.
+    ///
+    /// ```no_run
+    /// # let ctx = rbeast::net::IoContext::new().unwrap();
+    /// # let sock = rbeast::net::TcpStream::new(&ctx);
+    /// let ws = rbeast::websocket::Stream::new(sock);
+    /// ws.async_accept(|r| println!("{r:?}"));
+    /// ```
+    pub fn async_accept(&self, handler: impl FnOnce(Result<(), Error>) + 'static) {
+        self.async_accept_with_buffer(&[], handler);
+    }
+
+    /// As [`async_accept`](Stream::async_accept), first consuming `already_read`: bytes
+    /// the application read from the transport (bytes after the request are frame data).
+    ///
+    /// ```no_run
+    /// # let ctx = rbeast::net::IoContext::new().unwrap();
+    /// # let sock = rbeast::net::TcpStream::new(&ctx);
+    /// let ws = rbeast::websocket::Stream::new(sock);
+    /// ws.async_accept_with_buffer(b"GET / HTTP/1.1\r\n", |r| println!("{r:?}"));
+    /// ```
+    pub fn async_accept_with_buffer(
+        &self,
+        already_read: &[u8],
+        handler: impl FnOnce(Result<(), Error>) + 'static,
+    ) {
+        let handler: WaitHandler = Box::new(handler);
+        self.start_accept(handler, |core, handler| {
+            core.start_accept(already_read, handler)
+        });
+    }
+
+    /// Answers an upgrade request the application already read (Beast's
+    /// `async_accept(req)`), for servers that read HTTP first and route upgrades with
+    /// [`is_upgrade`](crate::proto::handshake::is_upgrade).
+    ///
+    /// ```no_run
+    /// # let ctx = rbeast::net::IoContext::new().unwrap();
+    /// # let sock = rbeast::net::TcpStream::new(&ctx);
+    /// # let req = http::Request::new(());
+    /// let ws = rbeast::websocket::Stream::new(sock);
+    /// ws.async_accept_request(&req, |r| println!("{r:?}"));
+    /// ```
+    pub fn async_accept_request<B>(
+        &self,
+        request: &http::Request<B>,
+        handler: impl FnOnce(Result<(), Error>) + 'static,
+    ) {
+        let handler: WaitHandler = Box::new(handler);
+        let request = header_of(request);
+        self.start_accept(handler, |core, handler| {
+            core.start_accept_request(&request, handler)
+        });
+    }
+
+    fn start_accept(&self, handler: WaitHandler, start: impl FnOnce(&mut Core<T>, WaitHandler)) {
+        if self.handle().is_shut_down() {
+            return;
+        }
+        {
+            let mut core = self.core();
+            if let Err(e) = self.handshake_admission(&core) {
+                drop(core);
+                self.handle().post_wait(handler, Err(e));
+                return;
+            }
+            self.handle().work_started();
+            start(&mut core, handler);
+        }
+        self.inner.drive();
+    }
+
+    /// A handshake runs alone, on a stream that is not open yet.
+    fn handshake_admission(&self, core: &Core<T>) -> Result<(), Error> {
+        if core.hs_op.is_some() {
+            Err(Error::AlreadyStarted)
+        } else if core.status != Status::Handshake {
+            Err(Error::OperationAborted)
+        } else {
+            Ok(())
+        }
     }
 
     // ---------------------------------------------------------------- operations
