@@ -108,7 +108,9 @@ pub(crate) struct Inner {
     depth: Cell<u32>,
     remote: Arc<Remote>,
     tasks: crossbeam_channel::Receiver<Task>,
-    remote_slots: RefCell<Slab<RemoteSlot>>,
+    /// Handlers parked for another thread, each with the generation that its key carries,
+    /// so that a late completion for a taken slot never reaches the slot's next tenant.
+    remote_slots: RefCell<Slab<(u32, RemoteSlot)>>,
 }
 
 type RemoteSlot = Box<dyn FnOnce(Box<dyn std::any::Any + Send>)>;
@@ -478,7 +480,16 @@ impl Handle {
                 handler(*value)
             }
         });
-        let key = self.inner.remote_slots.borrow_mut().insert(slot);
+        let generation = self.inner.next_generation.get();
+        self.inner
+            .next_generation
+            .set(generation.wrapping_add(1).max(1));
+        let index = self
+            .inner
+            .remote_slots
+            .borrow_mut()
+            .insert((generation, slot));
+        let key = ((generation as usize) << 32) | index;
         self.work_started();
         RemoteCompletion {
             remote: self.inner.remote.clone(),
@@ -489,7 +500,7 @@ impl Handle {
 
     /// Takes a parked remote handler back (for cancellation); the late value is then ignored.
     pub(crate) fn take_remote(&self, key: usize) -> Option<RemoteSlot> {
-        let slot = self.inner.remote_slots.borrow_mut().try_remove(key);
+        let slot = self.inner.take_remote_slot(key);
         if slot.is_some() {
             self.work_finished();
         }
@@ -680,7 +691,7 @@ impl Inner {
             match task {
                 Task::Post(f) => self.push(Ready::Fn(Box::new(f))),
                 Task::Complete(key, value) => {
-                    let slot = self.remote_slots.borrow_mut().try_remove(key);
+                    let slot = self.take_remote_slot(key);
                     if let Some(slot) = slot {
                         self.work.set(self.work.get().saturating_sub(1));
                         self.push(Ready::Fn(Box::new(move || slot(value))));
@@ -693,6 +704,17 @@ impl Inner {
             self.remote.notified.store(true, Ordering::SeqCst);
         }
         any
+    }
+
+    /// Removes the parked remote handler of `key`, unless the slot was taken (cancelled)
+    /// and has a new tenant since.
+    fn take_remote_slot(&self, key: usize) -> Option<RemoteSlot> {
+        let (index, generation) = (key & 0xFFFF_FFFF, (key >> 32) as u32);
+        let mut slots = self.remote_slots.borrow_mut();
+        match slots.get(index) {
+            Some((g, _)) if *g == generation => Some(slots.remove(index).1),
+            _ => None,
+        }
     }
 
     fn fire_timers(&self) -> bool {
