@@ -584,7 +584,11 @@ impl Inner {
             if !self.has_work() {
                 return count;
             }
-            let busy = !self.ready.borrow().is_empty() || !self.signals.borrow().is_empty();
+            // Cross-thread tasks left over from a full turn have no wake-up on the way (the
+            // `notified` flag suppresses it), so they too forbid sleeping.
+            let busy = !self.ready.borrow().is_empty()
+                || !self.signals.borrow().is_empty()
+                || !self.tasks.is_empty();
             let now = Instant::now();
             if let Some(d) = deadline {
                 if now >= d {
