@@ -33,11 +33,18 @@ pub(crate) type IoHandler = Box<dyn FnOnce(Result<(), Error>, usize)>;
 /// A handler completing a wait or any operation without a size.
 pub(crate) type WaitHandler = Box<dyn FnOnce(Result<(), Error>)>;
 
-/// A completion waiting in the ready queue. The two typed variants carry the result next to
+/// An operation's state and handler boxed together (one allocation for, say, a write's
+/// buffers and its handler); completing it drops the state and calls the handler.
+pub(crate) trait IoJob {
+    fn complete(self: Box<Self>, result: Result<(), Error>, n: usize);
+}
+
+/// A completion waiting in the ready queue. The typed variants carry the result next to
 /// the handler so that completing an operation needs no allocation of its own.
 pub(crate) enum Ready {
     Fn(Box<dyn FnOnce()>),
     Io(IoHandler, Result<(), Error>, usize),
+    Job(Box<dyn IoJob>, Result<(), Error>, usize),
     Wait(WaitHandler, Result<(), Error>),
 }
 
@@ -46,6 +53,7 @@ impl Ready {
         match self {
             Ready::Fn(f) => f(),
             Ready::Io(h, r, n) => h(r, n),
+            Ready::Job(j, r, n) => j.complete(r, n),
             Ready::Wait(h, r) => h(r),
         }
     }
@@ -99,7 +107,13 @@ pub(crate) struct Inner {
     objects: RefCell<Slab<Registration>>,
     next_generation: Cell<u32>,
     signals: RefCell<Vec<(IoToken, Readiness)>>,
+    /// The emptied vector of the last batch of signals, reused so that a turn does not
+    /// allocate.
+    signals_spare: RefCell<Vec<(IoToken, Readiness)>>,
     flushes: RefCell<Vec<Rc<dyn Flush>>>,
+    flushes_spare: RefCell<Vec<Rc<dyn Flush>>>,
+    /// The OS event buffer, kept between polls.
+    events: RefCell<Option<mio::Events>>,
     pub(crate) timers: RefCell<TimerQueue>,
     /// Outstanding operations and local work guards.
     work: Cell<usize>,
@@ -183,7 +197,10 @@ impl IoContext {
             objects: RefCell::new(Slab::new()),
             next_generation: Cell::new(1),
             signals: RefCell::new(Vec::new()),
+            signals_spare: RefCell::new(Vec::new()),
             flushes: RefCell::new(Vec::new()),
+            flushes_spare: RefCell::new(Vec::new()),
+            events: RefCell::new(None),
             timers: RefCell::new(TimerQueue::default()),
             work: Cell::new(0),
             stopped: Cell::new(false),
@@ -446,6 +463,17 @@ impl Handle {
         self.inner.push(Ready::Io(handler, result, n));
     }
 
+    /// Completes an outstanding operation whose handler is boxed with its state.
+    pub(crate) fn complete_job(&self, job: Box<dyn IoJob>, result: Result<(), Error>, n: usize) {
+        self.work_finished();
+        self.inner.push(Ready::Job(job, result, n));
+    }
+
+    /// Posts a job that never became outstanding work (rejected at initiation).
+    pub(crate) fn post_job(&self, job: Box<dyn IoJob>, result: Result<(), Error>, n: usize) {
+        self.inner.push(Ready::Job(job, result, n));
+    }
+
     /// Completes an outstanding wait-style operation.
     pub(crate) fn complete_wait(&self, handler: WaitHandler, result: Result<(), Error>) {
         self.work_finished();
@@ -615,7 +643,13 @@ impl Inner {
 
     /// Polls the OS and delivers readiness; returns true when anything was delivered.
     fn poll_io(&self, timeout: Option<Duration>) -> bool {
-        let mut events = mio::Events::with_capacity(EVENTS_PER_POLL);
+        // Taken out (not borrowed) for the duration, so that nothing here holds a borrow
+        // while objects run; put back at the end.
+        let mut events = self
+            .events
+            .borrow_mut()
+            .take()
+            .unwrap_or_else(|| mio::Events::with_capacity(EVENTS_PER_POLL));
         let polled = self.poll.borrow_mut().poll(&mut events, timeout);
         if let Err(e) = polled {
             if e.kind() != io::ErrorKind::Interrupted {
@@ -639,6 +673,7 @@ impl Inner {
         if woken || !self.tasks.is_empty() {
             progressed |= self.run_remote_tasks();
         }
+        *self.events.borrow_mut() = Some(events);
         progressed |= self.deliver_signals();
         progressed
     }
@@ -659,26 +694,32 @@ impl Inner {
     fn deliver_signals(&self) -> bool {
         let mut delivered = false;
         loop {
-            let signals = std::mem::take(&mut *self.signals.borrow_mut());
+            let mut signals = std::mem::take(&mut *self.signals_spare.borrow_mut());
+            std::mem::swap(&mut signals, &mut *self.signals.borrow_mut());
             if signals.is_empty() {
+                *self.signals_spare.borrow_mut() = signals;
                 return delivered;
             }
             delivered = true;
-            for (token, readiness) in signals {
+            for (token, readiness) in signals.drain(..) {
                 self.deliver(token, readiness);
             }
+            *self.signals_spare.borrow_mut() = signals;
         }
     }
 
     fn run_flushes(&self) {
         loop {
-            let flushes = std::mem::take(&mut *self.flushes.borrow_mut());
+            let mut flushes = std::mem::take(&mut *self.flushes_spare.borrow_mut());
+            std::mem::swap(&mut flushes, &mut *self.flushes.borrow_mut());
             if flushes.is_empty() {
+                *self.flushes_spare.borrow_mut() = flushes;
                 return;
             }
-            for target in flushes {
+            for target in flushes.drain(..) {
                 target.flush();
             }
+            *self.flushes_spare.borrow_mut() = flushes;
         }
     }
 
