@@ -33,11 +33,18 @@ pub(crate) type IoHandler = Box<dyn FnOnce(Result<(), Error>, usize)>;
 /// A handler completing a wait or any operation without a size.
 pub(crate) type WaitHandler = Box<dyn FnOnce(Result<(), Error>)>;
 
-/// A completion waiting in the ready queue. The two typed variants carry the result next to
+/// An operation's state and handler boxed together (one allocation for, say, a write's
+/// buffers and its handler); completing it drops the state and calls the handler.
+pub(crate) trait IoJob {
+    fn complete(self: Box<Self>, result: Result<(), Error>, n: usize);
+}
+
+/// A completion waiting in the ready queue. The typed variants carry the result next to
 /// the handler so that completing an operation needs no allocation of its own.
 pub(crate) enum Ready {
     Fn(Box<dyn FnOnce()>),
     Io(IoHandler, Result<(), Error>, usize),
+    Job(Box<dyn IoJob>, Result<(), Error>, usize),
     Wait(WaitHandler, Result<(), Error>),
 }
 
@@ -46,6 +53,7 @@ impl Ready {
         match self {
             Ready::Fn(f) => f(),
             Ready::Io(h, r, n) => h(r, n),
+            Ready::Job(j, r, n) => j.complete(r, n),
             Ready::Wait(h, r) => h(r),
         }
     }
@@ -99,7 +107,13 @@ pub(crate) struct Inner {
     objects: RefCell<Slab<Registration>>,
     next_generation: Cell<u32>,
     signals: RefCell<Vec<(IoToken, Readiness)>>,
+    /// The emptied vector of the last batch of signals, reused so that a turn does not
+    /// allocate.
+    signals_spare: RefCell<Vec<(IoToken, Readiness)>>,
     flushes: RefCell<Vec<Rc<dyn Flush>>>,
+    flushes_spare: RefCell<Vec<Rc<dyn Flush>>>,
+    /// The OS event buffer, kept between polls.
+    events: RefCell<Option<mio::Events>>,
     pub(crate) timers: RefCell<TimerQueue>,
     /// Outstanding operations and local work guards.
     work: Cell<usize>,
@@ -108,7 +122,9 @@ pub(crate) struct Inner {
     depth: Cell<u32>,
     remote: Arc<Remote>,
     tasks: crossbeam_channel::Receiver<Task>,
-    remote_slots: RefCell<Slab<RemoteSlot>>,
+    /// Handlers parked for another thread, each with the generation that its key carries,
+    /// so that a late completion for a taken slot never reaches the slot's next tenant.
+    remote_slots: RefCell<Slab<(u32, RemoteSlot)>>,
 }
 
 type RemoteSlot = Box<dyn FnOnce(Box<dyn std::any::Any + Send>)>;
@@ -181,7 +197,10 @@ impl IoContext {
             objects: RefCell::new(Slab::new()),
             next_generation: Cell::new(1),
             signals: RefCell::new(Vec::new()),
+            signals_spare: RefCell::new(Vec::new()),
             flushes: RefCell::new(Vec::new()),
+            flushes_spare: RefCell::new(Vec::new()),
+            events: RefCell::new(None),
             timers: RefCell::new(TimerQueue::default()),
             work: Cell::new(0),
             stopped: Cell::new(false),
@@ -443,6 +462,17 @@ impl Handle {
         self.inner.push(Ready::Io(handler, result, n));
     }
 
+    /// Completes an outstanding operation whose handler is boxed with its state.
+    pub(crate) fn complete_job(&self, job: Box<dyn IoJob>, result: Result<(), Error>, n: usize) {
+        self.work_finished();
+        self.inner.push(Ready::Job(job, result, n));
+    }
+
+    /// Posts a job that never became outstanding work (rejected at initiation).
+    pub(crate) fn post_job(&self, job: Box<dyn IoJob>, result: Result<(), Error>, n: usize) {
+        self.inner.push(Ready::Job(job, result, n));
+    }
+
     /// Completes an outstanding wait-style operation.
     pub(crate) fn complete_wait(&self, handler: WaitHandler, result: Result<(), Error>) {
         self.work_finished();
@@ -477,7 +507,16 @@ impl Handle {
                 handler(*value)
             }
         });
-        let key = self.inner.remote_slots.borrow_mut().insert(slot);
+        let generation = self.inner.next_generation.get();
+        self.inner
+            .next_generation
+            .set(generation.wrapping_add(1).max(1));
+        let index = self
+            .inner
+            .remote_slots
+            .borrow_mut()
+            .insert((generation, slot));
+        let key = ((generation as usize) << 32) | index;
         self.work_started();
         RemoteCompletion {
             remote: self.inner.remote.clone(),
@@ -488,7 +527,7 @@ impl Handle {
 
     /// Takes a parked remote handler back (for cancellation); the late value is then ignored.
     pub(crate) fn take_remote(&self, key: usize) -> Option<RemoteSlot> {
-        let slot = self.inner.remote_slots.borrow_mut().try_remove(key);
+        let slot = self.inner.take_remote_slot(key);
         if slot.is_some() {
             self.work_finished();
         }
@@ -572,7 +611,11 @@ impl Inner {
             if !self.has_work() {
                 return count;
             }
-            let busy = !self.ready.borrow().is_empty() || !self.signals.borrow().is_empty();
+            // Cross-thread tasks left over from a full turn have no wake-up on the way (the
+            // `notified` flag suppresses it), so they too forbid sleeping.
+            let busy = !self.ready.borrow().is_empty()
+                || !self.signals.borrow().is_empty()
+                || !self.tasks.is_empty();
             let now = Instant::now();
             if let Some(d) = deadline {
                 if now >= d {
@@ -599,7 +642,13 @@ impl Inner {
 
     /// Polls the OS and delivers readiness; returns true when anything was delivered.
     fn poll_io(&self, timeout: Option<Duration>) -> bool {
-        let mut events = mio::Events::with_capacity(EVENTS_PER_POLL);
+        // Taken out (not borrowed) for the duration, so that nothing here holds a borrow
+        // while objects run; put back at the end.
+        let mut events = self
+            .events
+            .borrow_mut()
+            .take()
+            .unwrap_or_else(|| mio::Events::with_capacity(EVENTS_PER_POLL));
         let polled = self.poll.borrow_mut().poll(&mut events, timeout);
         if let Err(e) = polled {
             if e.kind() != io::ErrorKind::Interrupted {
@@ -623,6 +672,7 @@ impl Inner {
         if woken || !self.tasks.is_empty() {
             progressed |= self.run_remote_tasks();
         }
+        *self.events.borrow_mut() = Some(events);
         progressed |= self.deliver_signals();
         progressed
     }
@@ -643,26 +693,32 @@ impl Inner {
     fn deliver_signals(&self) -> bool {
         let mut delivered = false;
         loop {
-            let signals = std::mem::take(&mut *self.signals.borrow_mut());
+            let mut signals = std::mem::take(&mut *self.signals_spare.borrow_mut());
+            std::mem::swap(&mut signals, &mut *self.signals.borrow_mut());
             if signals.is_empty() {
+                *self.signals_spare.borrow_mut() = signals;
                 return delivered;
             }
             delivered = true;
-            for (token, readiness) in signals {
+            for (token, readiness) in signals.drain(..) {
                 self.deliver(token, readiness);
             }
+            *self.signals_spare.borrow_mut() = signals;
         }
     }
 
     fn run_flushes(&self) {
         loop {
-            let flushes = std::mem::take(&mut *self.flushes.borrow_mut());
+            let mut flushes = std::mem::take(&mut *self.flushes_spare.borrow_mut());
+            std::mem::swap(&mut flushes, &mut *self.flushes.borrow_mut());
             if flushes.is_empty() {
+                *self.flushes_spare.borrow_mut() = flushes;
                 return;
             }
-            for target in flushes {
+            for target in flushes.drain(..) {
                 target.flush();
             }
+            *self.flushes_spare.borrow_mut() = flushes;
         }
     }
 
@@ -679,7 +735,7 @@ impl Inner {
             match task {
                 Task::Post(f) => self.push(Ready::Fn(Box::new(f))),
                 Task::Complete(key, value) => {
-                    let slot = self.remote_slots.borrow_mut().try_remove(key);
+                    let slot = self.take_remote_slot(key);
                     if let Some(slot) = slot {
                         self.work.set(self.work.get().saturating_sub(1));
                         self.push(Ready::Fn(Box::new(move || slot(value))));
@@ -692,6 +748,17 @@ impl Inner {
             self.remote.notified.store(true, Ordering::SeqCst);
         }
         any
+    }
+
+    /// Removes the parked remote handler of `key`, unless the slot was taken (cancelled)
+    /// and has a new tenant since.
+    fn take_remote_slot(&self, key: usize) -> Option<RemoteSlot> {
+        let (index, generation) = (key & 0xFFFF_FFFF, (key >> 32) as u32);
+        let mut slots = self.remote_slots.borrow_mut();
+        match slots.get(index) {
+            Some((g, _)) if *g == generation => Some(slots.remove(index).1),
+            _ => None,
+        }
     }
 
     fn fire_timers(&self) -> bool {

@@ -8,7 +8,7 @@ use std::rc::{Rc, Weak};
 
 use bytes::Buf;
 
-use super::context::{Handle, IoHandler, IoObject, IoToken};
+use super::context::{Handle, IoHandler, IoJob, IoObject, IoToken};
 use super::flat_buffer::FlatBuffer;
 use super::readiness::Readiness;
 use super::transport::ReadyListener;
@@ -45,11 +45,69 @@ struct ReadOp {
     got: usize,
 }
 
+/// A write's buffers and its handler, in one allocation.
+pub(crate) trait WriteJob {
+    fn data(&mut self) -> &mut dyn Buf;
+    /// The same box, as the job the ready queue completes.
+    fn into_job(self: Box<Self>) -> Box<dyn IoJob>;
+}
+
+/// The one concrete [`WriteJob`]: the caller's buffers and handler.
+pub(crate) struct Write<B, H> {
+    data: B,
+    handler: H,
+}
+
+impl<B, H> Write<B, H>
+where
+    B: Buf + 'static,
+    H: FnOnce(Result<(), Error>, usize) + 'static,
+{
+    pub(crate) fn boxed(data: B, handler: H) -> Box<dyn WriteJob> {
+        Box::new(Write { data, handler })
+    }
+}
+
+impl<B, H> WriteJob for Write<B, H>
+where
+    B: Buf + 'static,
+    H: FnOnce(Result<(), Error>, usize) + 'static,
+{
+    fn data(&mut self) -> &mut dyn Buf {
+        &mut self.data
+    }
+
+    fn into_job(self: Box<Self>) -> Box<dyn IoJob> {
+        self
+    }
+}
+
+impl<B, H> IoJob for Write<B, H>
+where
+    B: Buf + 'static,
+    H: FnOnce(Result<(), Error>, usize) + 'static,
+{
+    fn complete(self: Box<Self>, result: Result<(), Error>, n: usize) {
+        let Write { data, handler } = *self;
+        // The buffers go before the handler runs, as the operation has ended.
+        drop(data);
+        handler(result, n);
+    }
+}
+
 struct WriteOp {
-    data: Box<dyn Buf>,
-    handler: IoHandler,
+    job: Box<dyn WriteJob>,
     all: bool,
     written: usize,
+}
+
+/// What an initiation may do.
+enum Admission {
+    Start,
+    /// The context is shut down: the handler is dropped uninvoked.
+    Drop,
+    /// The handler is posted with this error.
+    Refuse(Error),
 }
 
 pub(crate) struct StreamCore<R: RawIo> {
@@ -147,28 +205,26 @@ impl<R: RawIo> StreamCore<R> {
 
     // ---- the object's own asynchronous operations ----
 
-    /// Checks what every initiation checks; returns the handler back when it may start.
-    fn admit(&self, busy: bool, handler: IoHandler) -> Option<IoHandler> {
+    /// Checks what every initiation checks.
+    fn admit(&self, busy: bool) -> Admission {
         if self.handle.is_shut_down() {
-            return None; // dropped uninvoked, as every parked handler is at shutdown
+            Admission::Drop // as every parked handler is at shutdown
+        } else if !self.io.raw_is_open() {
+            Admission::Refuse(Error::OperationAborted)
+        } else if busy {
+            Admission::Refuse(Error::AlreadyStarted)
+        } else {
+            Admission::Start
         }
-        if !self.io.raw_is_open() {
-            self.handle
-                .post_io(handler, Err(Error::OperationAborted), 0);
-            return None;
-        }
-        if busy {
-            self.handle.post_io(handler, Err(Error::AlreadyStarted), 0);
-            return None;
-        }
-        Some(handler)
     }
 
     pub(crate) fn start_read(&self, buffer: FlatBuffer, want: usize, handler: IoHandler) {
         let busy = self.read_op.borrow().is_some();
-        let Some(handler) = self.admit(busy, handler) else {
-            return;
-        };
+        match self.admit(busy) {
+            Admission::Start => {}
+            Admission::Drop => return,
+            Admission::Refuse(e) => return self.handle.post_io(handler, Err(e), 0),
+        }
         self.handle.work_started();
         *self.read_op.borrow_mut() = Some(ReadOp {
             buffer,
@@ -179,15 +235,16 @@ impl<R: RawIo> StreamCore<R> {
         self.advance_read();
     }
 
-    pub(crate) fn start_write(&self, data: Box<dyn Buf>, all: bool, handler: IoHandler) {
+    pub(crate) fn start_write(&self, job: Box<dyn WriteJob>, all: bool) {
         let busy = self.write_op.borrow().is_some();
-        let Some(handler) = self.admit(busy, handler) else {
-            return;
-        };
+        match self.admit(busy) {
+            Admission::Start => {}
+            Admission::Drop => return,
+            Admission::Refuse(e) => return self.handle.post_job(job.into_job(), Err(e), 0),
+        }
         self.handle.work_started();
         *self.write_op.borrow_mut() = Some(WriteOp {
-            data,
-            handler,
+            job,
             all,
             written: 0,
         });
@@ -241,7 +298,8 @@ impl<R: RawIo> StreamCore<R> {
             return;
         };
         let result = loop {
-            if !op.data.has_remaining() {
+            let data = op.job.data();
+            if !data.has_remaining() {
                 break Ok(());
             }
             if !self.writable.get() {
@@ -249,10 +307,10 @@ impl<R: RawIo> StreamCore<R> {
                 return;
             }
             let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
-            let count = op.data.chunks_vectored(&mut slices);
+            let count = data.chunks_vectored(&mut slices);
             match self.t_write(&slices[..count]) {
                 Ok(k) => {
-                    op.data.advance(k);
+                    op.job.data().advance(k);
                     op.written += k;
                     if !op.all {
                         break Ok(());
@@ -262,7 +320,8 @@ impl<R: RawIo> StreamCore<R> {
                 Err(e) => break Err(Error::from(e)),
             }
         };
-        self.handle.complete_io(op.handler, result, op.written);
+        self.handle
+            .complete_job(op.job.into_job(), result, op.written);
     }
 
     /// Completes the pending read and write with `OperationAborted`.
@@ -275,7 +334,7 @@ impl<R: RawIo> StreamCore<R> {
         let write = self.write_op.borrow_mut().take();
         if let Some(op) = write {
             self.handle
-                .complete_io(op.handler, Err(Error::OperationAborted), op.written);
+                .complete_job(op.job.into_job(), Err(Error::OperationAborted), op.written);
         }
         R::cancel_extra(self);
     }
@@ -421,7 +480,10 @@ macro_rules! async_ops_via_core {
                 data: impl bytes::Buf + 'static,
                 handler: impl FnOnce(Result<(), $crate::Error>, usize) + 'static,
             ) {
-                self.core.start_write(Box::new(data), false, Box::new(handler));
+                self.core.start_write(
+                    $crate::net::stream_core::Write::boxed(data, handler),
+                    false,
+                );
             }
 
             #[doc = "Writes all of `data` (asio's `async_write`); on error the handler gets the"]
@@ -438,7 +500,10 @@ macro_rules! async_ops_via_core {
                 data: impl bytes::Buf + 'static,
                 handler: impl FnOnce(Result<(), $crate::Error>, usize) + 'static,
             ) {
-                self.core.start_write(Box::new(data), true, Box::new(handler));
+                self.core.start_write(
+                    $crate::net::stream_core::Write::boxed(data, handler),
+                    true,
+                );
             }
 
             #[doc = "Completes pending operations with"]

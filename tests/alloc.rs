@@ -1,0 +1,143 @@
+//! Allocations on the read and write paths in steady state.
+//!
+//! A counting global allocator (this test binary only) counts the allocations made by the
+//! current thread. After a warm-up, an echo cycle (two writes and two reads) may allocate
+//! at most one block per initiated operation: its boxed handler.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
+
+use bytes::Bytes;
+use rbeast::net::{FlatBuffer, IoContext, TcpAcceptor, TcpStream};
+
+struct Counting;
+
+thread_local! {
+    static ALLOCATIONS: Cell<usize> = const { Cell::new(0) };
+}
+
+// SAFETY: every call is forwarded to the system allocator unchanged; counting only touches
+// a const-initialised thread-local `Cell`, which never allocates.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        let _ = ALLOCATIONS.try_with(|c| c.set(c.get() + 1));
+        // SAFETY: same contract as ours.
+        unsafe { System.alloc(layout) }
+    }
+
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        let _ = ALLOCATIONS.try_with(|c| c.set(c.get() + 1));
+        // SAFETY: same contract as ours.
+        unsafe { System.alloc_zeroed(layout) }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        let _ = ALLOCATIONS.try_with(|c| c.set(c.get() + 1));
+        // SAFETY: same contract as ours.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: same contract as ours.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+fn allocations() -> usize {
+    ALLOCATIONS.with(|c| c.get())
+}
+
+const MSG: Bytes =
+    Bytes::from_static(b"0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef");
+const WARM_UP: usize = 200;
+const MEASURED: usize = 2000;
+/// Operations initiated per echo cycle: write, read, write back, read back.
+const OPS_PER_CYCLE: usize = 4;
+
+/// One echo cycle between two byte streams; every handler captures shared state, as real
+/// handlers do (a handler that captures nothing would not allocate at all).
+macro_rules! echo_cycle {
+    ($ctx:expr, $a:expr, $b:expr, $buf_a:expr, $buf_b:expr, $done:expr) => {{
+        let n = MSG.len();
+        let target = $done.get() + OPS_PER_CYCLE;
+        let d = $done.clone();
+        $a.async_write(MSG, move |r, k| {
+            assert_eq!((r, k), (Ok(()), n));
+            d.set(d.get() + 1);
+        });
+        let (d, b2, buf) = ($done.clone(), $b.clone(), $buf_b.clone());
+        $b.async_read(&$buf_b, n, move |r, k| {
+            assert_eq!((r, k), (Ok(()), n));
+            buf.consume(n);
+            let d2 = d.clone();
+            b2.async_write(MSG, move |r, k| {
+                assert_eq!((r, k), (Ok(()), n));
+                d2.set(d2.get() + 1);
+            });
+            d.set(d.get() + 1);
+        });
+        let (d, buf) = ($done.clone(), $buf_a.clone());
+        $a.async_read(&$buf_a, n, move |r, k| {
+            assert_eq!((r, k), (Ok(()), n));
+            buf.consume(n);
+            d.set(d.get() + 1);
+        });
+        while $done.get() < target {
+            $ctx.run_one();
+        }
+    }};
+}
+
+/// Runs `WARM_UP` cycles, then returns the allocations per operation over `MEASURED`.
+fn per_operation(mut cycle: impl FnMut()) -> f64 {
+    for _ in 0..WARM_UP {
+        cycle();
+    }
+    let before = allocations();
+    for _ in 0..MEASURED {
+        cycle();
+    }
+    let made = allocations() - before;
+    made as f64 / (MEASURED * OPS_PER_CYCLE) as f64
+}
+
+#[test]
+fn a_test_stream_echo_allocates_at_most_the_handler_per_operation() {
+    let ctx = IoContext::new().unwrap();
+    let (a, b) = rbeast::test::Stream::pair(&ctx);
+    let (buf_a, buf_b) = (FlatBuffer::new(), FlatBuffer::new());
+    let done = Rc::new(Cell::new(0usize));
+    let per_op = per_operation(|| echo_cycle!(ctx, a, b, buf_a, buf_b, done));
+    println!("test::Stream: {per_op:.3} allocations per operation");
+    assert!(
+        per_op <= 1.0,
+        "{per_op:.3} allocations per operation (the handler box is 1)"
+    );
+}
+
+#[test]
+fn a_tcp_echo_allocates_at_most_the_handler_per_operation() {
+    let ctx = IoContext::new().unwrap();
+    let acceptor = TcpAcceptor::bind(&ctx, "127.0.0.1:0".parse().unwrap()).unwrap();
+    let server = Rc::new(RefCell::new(None));
+    let s = server.clone();
+    acceptor.async_accept(move |r| *s.borrow_mut() = Some(r.unwrap()));
+    let client = TcpStream::new(&ctx);
+    client.async_connect(acceptor.local_addr().unwrap(), |r| r.unwrap());
+    ctx.run();
+    let server = server.borrow_mut().take().unwrap();
+    client.set_nodelay(true).unwrap();
+    server.set_nodelay(true).unwrap();
+    let (buf_a, buf_b) = (FlatBuffer::new(), FlatBuffer::new());
+    let done = Rc::new(Cell::new(0usize));
+    let per_op = per_operation(|| echo_cycle!(ctx, client, server, buf_a, buf_b, done));
+    println!("TCP: {per_op:.3} allocations per operation");
+    assert!(
+        per_op <= 1.0,
+        "{per_op:.3} allocations per operation (the handler box is 1)"
+    );
+}
