@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# Runs the examples against each other on loopback and checks what they print.
+# Usage: scripts/examples-smoke.sh [target-dir-profile]   (default: debug)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bin="target/${1:-debug}/examples"
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; }
+trap cleanup EXIT
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+wait_port() {
+    for _ in $(seq 100); do
+        python3 -c "import socket,sys; socket.create_connection(('127.0.0.1',$1),0.2)" 2>/dev/null && return 0
+        sleep 0.1
+    done
+    echo "nothing listens on port $1" >&2; return 1
+}
+
+# WebSocket echo server, one thread and two threads, with the WebSocket client.
+for threads in 1 2; do
+    port=$(free_port)
+    "$bin/websocket_server_async" 127.0.0.1 "$port" "$threads" & pids+=($!)
+    wait_port "$port"
+    for text in "Hello, world!" "second message"; do
+        got=$("$bin/websocket_client_async" 127.0.0.1 "$port" "$text")
+        [ "$got" = "$text" ] || { echo "websocket echo ($threads threads): got '$got'" >&2; exit 1; }
+    done
+    echo "websocket_server_async ($threads threads) + websocket_client_async: ok"
+done
+
+# TCP echo server with a plain socket client.
+port=$(free_port)
+"$bin/tcp_echo_server" 127.0.0.1 "$port" >/dev/null & pids+=($!)
+wait_port "$port"
+python3 - "$port" <<'PY'
+import socket, sys
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
+data = bytes(range(256)) * 4096
+s.sendall(data)
+got = b""
+while len(got) < len(data):
+    chunk = s.recv(65536)
+    if not chunk:
+        break
+    got += chunk
+assert got == data, "tcp echo mismatch"
+PY
+echo "tcp_echo_server: ok"
