@@ -1,5 +1,4 @@
-//! rbeast: Boost.Beast's WebSocket stream ported to Rust, with completion handlers on a mio
-//! reactor.
+#![doc = include_str!("../README.md")]
 #![deny(missing_docs)]
 #![deny(unsafe_op_in_unsafe_fn)]
 
