@@ -11,6 +11,9 @@ use rbeast::test::{self, fail_handler, fail_wait, success_handler, success_wait}
 use rbeast::websocket::Stream;
 use rbeast::Error;
 
+mod common;
+use common::FirstError;
+
 type Ws = Stream<test::Stream>;
 
 fn pair(ctx: &IoContext) -> (Ws, Ws) {
@@ -188,17 +191,7 @@ fn every_failure_point_of_a_whole_session_surfaces_as_the_injected_error() {
         let (client, server) = pair(&ctx);
         client.next_layer().set_fail_count(fc);
         client.next_layer().write_size(20);
-        let result = Rc::new(RefCell::new(Ok(())));
-        let transport = client.next_layer().clone();
-        let record = move |result: &Rc<RefCell<Result<(), Error>>>, r: Result<(), Error>| {
-            if let Err(e) = r {
-                transport.close();
-                let mut slot = result.borrow_mut();
-                if slot.is_ok() && e != Error::OperationAborted {
-                    *slot = Err(e);
-                }
-            }
-        };
+        let first = FirstError::new(client.next_layer().clone());
         // Server: accept, echo one message, then read until the close.
         let s = server.clone();
         server.async_accept(move |r| {
@@ -214,33 +207,28 @@ fn every_failure_point_of_a_whole_session_surfaces_as_the_injected_error() {
                 }
             });
         });
-        let (c, res) = (client.clone(), result.clone());
+        let (c, f) = (client.clone(), first.clone());
         client.async_handshake("h", "/", move |r| {
-            record(&res, r.clone());
-            if r.is_err() {
+            if !f.record(&r) {
                 return;
             }
-            let (c2, res2) = (c.clone(), res.clone());
-            let rec = record.clone();
+            let c2 = c.clone();
             c.async_write(&b"payload"[..], move |r, _| {
-                rec(&res2, r.clone());
-                if r.is_err() {
+                if !f.record(&r) {
                     return;
                 }
-                let (c3, res3, buf) = (c2.clone(), res2.clone(), FlatBuffer::new());
-                let rec2 = rec.clone();
+                let (c3, buf) = (c2.clone(), FlatBuffer::new());
                 c2.async_read(&buf, move |r, _| {
-                    rec2(&res3, r.clone());
-                    if r.is_ok() {
-                        let res4 = res3.clone();
-                        c3.async_close(CloseCode::NORMAL, move |r| rec2(&res4, r));
+                    if f.record(&r) {
+                        c3.async_close(CloseCode::NORMAL, move |r| {
+                            f.record(&r);
+                        });
                     }
                 });
             });
         });
         ctx.run();
-        let r = result.borrow().clone();
-        r
+        first.result()
     });
     assert!(n > 5);
 }

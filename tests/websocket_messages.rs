@@ -10,6 +10,9 @@ use rbeast::test::{self, fail_handler, success_handler};
 use rbeast::websocket::{FrameType, Stream};
 use rbeast::{Error, Role};
 
+mod common;
+use common::FirstError;
+
 type Ws = Stream<test::Stream>;
 
 fn open_pair(ctx: &IoContext) -> (Ws, Ws) {
@@ -403,51 +406,35 @@ fn every_failure_point_of_an_echo_surfaces_as_the_injected_error() {
         client.next_layer().set_fail_count(fc);
         client.next_layer().write_size(7);
         client.next_layer().read_size(5);
-        let result = Rc::new(RefCell::new(Ok(())));
-        // On the client's first error, drop its connection so that the server's pending
-        // read ends too (as destroying the client's stream would).
-        let transport = client.next_layer().clone();
-        let record = move |result: &Rc<RefCell<Result<(), Error>>>, r: Result<(), Error>| {
-            if let Err(e) = r {
-                transport.close();
-                let mut slot = result.borrow_mut();
-                if slot.is_ok() && e != Error::OperationAborted {
-                    *slot = Err(e);
-                }
-            }
-        };
-        // Server: echo one message.
+        let first = FirstError::new(client.next_layer().clone());
+        // Server: echo one message, then keep reading: the client's close arrives next.
         let (s, buf) = (server.clone(), FlatBuffer::new());
         let b = buf.clone();
         server.async_read(&buf, move |r, _| {
             if r.is_ok() {
                 s.async_write(b.take(), |_, _| {});
-                // Keep reading: the client's close frame arrives next.
                 s.async_read(&b, |_, _| {});
             }
         });
         // Client: send, read the echo, close.
-        let (c, res) = (client.clone(), result.clone());
-        let record2 = record.clone();
+        let (c, f) = (client.clone(), first.clone());
         client.async_write(&b"echo this please"[..], move |r, _| {
-            record2(&res, r.clone());
-            if r.is_err() {
+            if !f.record(&r) {
                 return;
             }
-            let (c2, res2, buf) = (c.clone(), res.clone(), FlatBuffer::new());
+            let (c2, buf) = (c.clone(), FlatBuffer::new());
             let b = buf.clone();
             c.async_read(&buf, move |r, _| {
-                record2(&res2, r.clone());
-                if r.is_ok() {
+                if f.record(&r) {
                     assert_eq!(&*b.data(), b"echo this please");
-                    let res3 = res2.clone();
-                    c2.async_close(CloseCode::NORMAL, move |r| record2(&res3, r));
+                    c2.async_close(CloseCode::NORMAL, move |r| {
+                        f.record(&r);
+                    });
                 }
             });
         });
         ctx.run();
-        let r = result.borrow().clone();
-        r
+        first.result()
     });
     assert!(n > 3, "the scenario has several failure points");
 }

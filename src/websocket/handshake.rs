@@ -10,7 +10,7 @@ use http::Request;
 use super::core::{Core, Status};
 use crate::net::{Handle, Transport, WaitHandler};
 use crate::proto::handshake::{
-    accept, AcceptDecision, ClientConfig, ClientHandshake, Negotiated, ParserOptions,
+    accept, AcceptDecision, ClientConfig, ClientHandshake, Negotiated, Parsed, ParserOptions,
     RequestParser, RequestType, ResponseParser, ResponseType, ServerConfig,
 };
 use crate::{Error, Role};
@@ -71,6 +71,13 @@ impl HandshakeOp {
             }
         }
     }
+}
+
+/// The outcome of reading an HTTP message during the handshake.
+enum Head<M> {
+    Ready(M),
+    Pending,
+    Failed(Error),
 }
 
 /// A copy of `req` without its body (the accept operations need only the header).
@@ -159,6 +166,37 @@ impl<T: Transport> Core<T> {
         answer.result
     }
 
+    /// Reads until `feed` has a whole HTTP message; bytes after it stay in the read buffer
+    /// (frame data).
+    fn read_head<M>(
+        &mut self,
+        mut feed: impl FnMut(&[u8]) -> Result<Option<Parsed<M>>, Error>,
+    ) -> Head<M> {
+        loop {
+            if !self.rd_buf.is_empty() {
+                match feed(&self.rd_buf) {
+                    Err(e) => return Head::Failed(e),
+                    Ok(None) => self.rd_buf.clear(),
+                    Ok(Some(parsed)) => {
+                        self.rd_buf.advance(parsed.consumed);
+                        return Head::Ready(parsed.message);
+                    }
+                }
+            }
+            match self.fill() {
+                Ok(true) => continue,
+                Ok(false) => return Head::Pending,
+                Err(e) => return Head::Failed(e),
+            }
+        }
+    }
+
+    /// The handshake failed with `e`: the error to complete with.
+    fn handshake_failed(&mut self, e: Error) -> Error {
+        self.status = Status::Failed;
+        self.deliver(e)
+    }
+
     /// Advances the handshake in progress. Returns true when something happened.
     pub(crate) fn advance_handshake(&mut self, handle: &Handle) -> bool {
         let Some(op) = self.hs_op.take() else {
@@ -169,91 +207,56 @@ impl<T: Transport> Core<T> {
                 request,
                 mut parser,
                 handler,
-            } => loop {
-                if !self.rd_buf.is_empty() {
-                    match parser.feed(&self.rd_buf) {
-                        Err(e) => {
-                            self.status = Status::Failed;
-                            let e = self.deliver(e);
-                            handle.complete_fn(Box::new(move || handler(Err(e), None)));
-                            return true;
-                        }
-                        Ok(None) => self.rd_buf.clear(),
-                        Ok(Some(parsed)) => {
-                            // Bytes after the response are frame data.
-                            self.rd_buf.advance(parsed.consumed);
-                            let response = parsed.message;
-                            let result = match request.check_response(&response) {
-                                Ok(negotiated) => {
-                                    self.open(Role::Client);
-                                    self.hs.negotiated = negotiated;
-                                    Ok(())
-                                }
-                                Err(e) => {
-                                    self.status = Status::Failed;
-                                    Err(self.deliver(e))
-                                }
-                            };
-                            handle.complete_fn(Box::new(move || handler(result, Some(response))));
-                            return true;
-                        }
-                    }
+            } => match self.read_head(|bytes| parser.feed(bytes)) {
+                Head::Pending => {
+                    self.hs_op = Some(HandshakeOp::Client {
+                        request,
+                        parser,
+                        handler,
+                    });
+                    false
                 }
-                match self.fill() {
-                    Ok(true) => continue,
-                    Ok(false) => {
-                        self.hs_op = Some(HandshakeOp::Client {
-                            request,
-                            parser,
-                            handler,
-                        });
-                        return false;
-                    }
-                    Err(e) => {
-                        self.status = Status::Failed;
-                        let e = self.deliver(e);
-                        handle.complete_fn(Box::new(move || handler(Err(e), None)));
-                        return true;
-                    }
+                Head::Failed(e) => {
+                    let e = self.handshake_failed(e);
+                    handle.complete_fn(Box::new(move || handler(Err(e), None)));
+                    true
+                }
+                Head::Ready(response) => {
+                    let result = match request.check_response(&response) {
+                        Ok(negotiated) => {
+                            self.open(Role::Client);
+                            self.hs.negotiated = negotiated;
+                            Ok(())
+                        }
+                        Err(e) => Err(self.handshake_failed(e)),
+                    };
+                    handle.complete_fn(Box::new(move || handler(result, Some(response))));
+                    true
                 }
             },
             HandshakeOp::ServerRead {
                 mut parser,
                 handler,
-            } => loop {
-                if !self.rd_buf.is_empty() {
-                    match parser.feed(&self.rd_buf) {
-                        Err(e) => {
-                            self.status = Status::Failed;
-                            let e = self.deliver(e);
-                            handle.complete_wait(handler, Err(e));
-                            return true;
-                        }
-                        Ok(None) => self.rd_buf.clear(),
-                        Ok(Some(parsed)) => {
-                            self.rd_buf.advance(parsed.consumed);
-                            let result = self.queue_response(&parsed.message);
-                            self.hs_op = Some(HandshakeOp::ServerReply { result, handler });
-                            return true;
-                        }
-                    }
-                }
-                match self.fill() {
-                    Ok(true) => continue,
-                    Ok(false) => {
+            } => {
+                match self.read_head(|bytes| parser.feed(bytes)) {
+                    Head::Pending => {
                         self.hs_op = Some(HandshakeOp::ServerRead { parser, handler });
-                        return false;
+                        false
                     }
-                    Err(e) => {
+                    Head::Failed(e) => {
                         // Beast: end of stream before a request is `closed`.
                         let e = if e == Error::Eof { Error::Closed } else { e };
-                        self.status = Status::Failed;
-                        let e = self.deliver(e);
+                        let e = self.handshake_failed(e);
                         handle.complete_wait(handler, Err(e));
-                        return true;
+                        true
+                    }
+                    Head::Ready(request) => {
+                        let result = self.queue_response(&request);
+                        self.hs_op = Some(HandshakeOp::ServerReply { result, handler });
+                        true
                     }
                 }
-            },
+            }
             HandshakeOp::ServerReply { result, handler } => {
                 if !self.out.is_empty() {
                     self.hs_op = Some(HandshakeOp::ServerReply { result, handler });
@@ -265,11 +268,8 @@ impl<T: Transport> Core<T> {
                         self.hs.negotiated = negotiated;
                         Ok(())
                     }
-                    Err(e) => {
-                        // The response went out; the connection is left open, as in Beast.
-                        self.status = Status::Failed;
-                        Err(self.deliver(e))
-                    }
+                    // The response went out; the connection is left open, as in Beast.
+                    Err(e) => Err(self.handshake_failed(e)),
                 };
                 handle.complete_wait(handler, result);
                 true

@@ -1,0 +1,40 @@
+//! Helpers shared by the WebSocket integration tests.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+
+use rbeast::test;
+use rbeast::Error;
+
+/// Keeps the first real error a scenario meets (for a fail loop), and on any error closes
+/// the failing side's transport, so that the peer's pending operations end too, as
+/// destroying the failing stream would.
+#[derive(Clone)]
+pub struct FirstError {
+    slot: Rc<RefCell<Result<(), Error>>>,
+    transport: test::Stream,
+}
+
+impl FirstError {
+    pub fn new(transport: test::Stream) -> FirstError {
+        FirstError {
+            slot: Rc::new(RefCell::new(Ok(()))),
+            transport,
+        }
+    }
+
+    /// Records `r`; returns true when it is a success.
+    pub fn record(&self, r: &Result<(), Error>) -> bool {
+        let Err(e) = r else { return true };
+        self.transport.close();
+        let mut slot = self.slot.borrow_mut();
+        if slot.is_ok() && *e != Error::OperationAborted {
+            *slot = Err(e.clone());
+        }
+        false
+    }
+
+    pub fn result(&self) -> Result<(), Error> {
+        self.slot.borrow().clone()
+    }
+}
