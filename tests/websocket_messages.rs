@@ -438,3 +438,20 @@ fn every_failure_point_of_an_echo_surfaces_as_the_injected_error() {
     });
     assert!(n > 3, "the scenario has several failure points");
 }
+
+#[test]
+fn read_size_hint_follows_the_frame_being_read() {
+    let ctx = IoContext::new().unwrap();
+    let ws = raw_server(&ctx);
+    assert_eq!(ws.read_size_hint(1536), 1536, "start of a message");
+    // A 3000-byte final frame, of which only the header and 1000 bytes arrive.
+    let frame = masked(0x82, &[9u8; 3000]);
+    ws.next_layer().append(&frame[..8 + 1000]);
+    let buf = FlatBuffer::new();
+    ws.async_read_some(&buf, 0, |r, n| assert_eq!((r, n), (Ok(()), 1000)));
+    ctx.run();
+    assert_eq!(ws.read_size_hint(1536), 2000, "the rest of the last frame");
+    ws.set_read_message_max(1500);
+    assert_eq!(ws.read_size_hint(1536), 1500, "clamped to read_message_max");
+    assert_eq!(ws.read_size_hint_for(&FlatBuffer::with_max_size(100)), 100);
+}

@@ -262,6 +262,55 @@ impl<T: Transport> Stream<T> {
         self.inner.core.borrow().close_reason
     }
 
+    /// A suggested number of bytes for the next read (Beast's `read_size_hint`): `initial`
+    /// at the start of a message, the rest of the last frame of an uncompressed message,
+    /// otherwise the larger of `initial` and the rest of the current frame; never more than
+    /// `read_message_max` (when set).
+    ///
+    /// ```
+    /// # let ctx = rbeast::net::IoContext::new().unwrap();
+    /// # let (a, _b) = rbeast::test::Stream::pair(&ctx);
+    /// let ws = rbeast::websocket::Stream::new(a);
+    /// assert_eq!(ws.read_size_hint(1536), 1536);
+    /// ```
+    pub fn read_size_hint(&self, initial: usize) -> usize {
+        let core = self.inner.core.borrow();
+        let initial = initial.max(1);
+        let remain = usize::try_from(core.rd_remain).unwrap_or(usize::MAX);
+        let compressed = !core.rd_done && core.reader.message_compressed();
+        let last_frame = core.rd_frame.is_some_and(|f| f.fin);
+        let hint = if !compressed && core.rd_done {
+            initial
+        } else if !compressed && last_frame && remain > 0 {
+            remain
+        } else {
+            initial.max(remain)
+        };
+        match usize::try_from(core.opts.read_message_max) {
+            Ok(0) | Err(_) => hint,
+            Ok(max) => hint.min(max),
+        }
+    }
+
+    /// As [`read_size_hint`](Stream::read_size_hint) with `initial` = the room left in
+    /// `buffer`, at most 1536 (Beast's `read_size_hint(DynamicBuffer&)`); 1 when `buffer`
+    /// is full, so that the next read reports the overflow.
+    ///
+    /// ```
+    /// # let ctx = rbeast::net::IoContext::new().unwrap();
+    /// # let (a, _b) = rbeast::test::Stream::pair(&ctx);
+    /// let ws = rbeast::websocket::Stream::new(a);
+    /// let full = rbeast::net::FlatBuffer::with_max_size(0);
+    /// assert_eq!(ws.read_size_hint_for(&full), 1);
+    /// ```
+    pub fn read_size_hint_for(&self, buffer: &FlatBuffer) -> usize {
+        let room = buffer.max_size() - buffer.size();
+        if room == 0 {
+            return 1;
+        }
+        self.read_size_hint(room.min(1536)).min(room)
+    }
+
     // ---------------------------------------------------------------- options
 
     /// Sends the next messages as binary (`true`) or text (`false`, the default).
