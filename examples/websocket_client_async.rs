@@ -11,8 +11,8 @@ use std::time::Duration;
 
 use rbeast::net::{FlatBuffer, IoContext, Resolver, SteadyTimer, TcpStream};
 use rbeast::proto::close::CloseCode;
-use rbeast::websocket::Stream;
-use rbeast::Error;
+use rbeast::websocket::{Stream, Timeout};
+use rbeast::{Error, Role};
 
 /// How long resolving and connecting may take, as Beast's example sets on its tcp_stream.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
@@ -48,6 +48,8 @@ fn run(ctx: &IoContext, host: String, port: u16, text: String, outcome: Outcome)
             if let Err(e) = r {
                 return failed(&outcome, "connect", e);
             }
+            // Set suggested timeout settings for the websocket.
+            ws.set_timeout(Timeout::suggested(Role::Client));
             // Set a decorator to change the User-Agent of the handshake.
             ws.set_request_decorator(|req| {
                 req.headers_mut().insert(

@@ -10,8 +10,8 @@ use std::net::{IpAddr, SocketAddr};
 use std::process::ExitCode;
 
 use rbeast::net::{AcceptorOptions, ContextPool, FlatBuffer, IoContext, TcpAcceptor, TcpStream};
-use rbeast::websocket::Stream;
-use rbeast::Error;
+use rbeast::websocket::{Stream, Timeout};
+use rbeast::{Error, Role};
 
 /// Reports a failure.
 fn fail(e: &Error, what: &str) {
@@ -28,6 +28,8 @@ impl Session {
     fn run(sock: TcpStream) {
         let _ = sock.set_nodelay(true);
         let ws = Stream::new(sock);
+        // Set suggested timeout settings for the websocket.
+        ws.set_timeout(Timeout::suggested(Role::Server));
         // Set a decorator to change the Server of the handshake.
         ws.set_response_decorator(|res| {
             res.headers_mut().insert(

@@ -31,7 +31,5 @@ pub use transport::{ReadyListener, Transport};
 
 #[allow(unused_imports)] // the WebSocket layer builds on these
 pub(crate) use context::{Flush, IoHandler, IoObject, IoToken, WaitHandler};
-#[allow(unused_imports)]
 pub(crate) use timer::InternalTimer;
-#[allow(unused_imports)]
 pub(crate) use timer_queue::TimerTarget;

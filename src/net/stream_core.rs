@@ -342,6 +342,13 @@ impl<R: RawIo> StreamCore<R> {
     pub(crate) fn close(&self) {
         self.io.raw_close();
         self.cancel();
+        // A listener (the WebSocket layer) learns of it by trying I/O, from the run loop.
+        if self.listener.borrow().is_some() {
+            if let Some(token) = self.token.get() {
+                self.handle
+                    .signal(token, Readiness::READABLE | Readiness::WRITABLE);
+            }
+        }
     }
 
     pub(crate) fn shutdown(&self, how: Shutdown) -> io::Result<()> {

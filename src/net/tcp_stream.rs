@@ -21,20 +21,25 @@ fn not_connected() -> io::Error {
     io::Error::from(io::ErrorKind::NotConnected)
 }
 
+/// I/O on a socket that was closed locally: the operation was aborted.
+fn closed() -> io::Error {
+    crate::error::io_error_from(Error::OperationAborted)
+}
+
 impl RawIo for TcpIo {
     const SHORT_READ_DRAINS: bool = true;
 
     fn raw_read(&self, buf: &mut [u8]) -> io::Result<usize> {
         match self.sock.borrow_mut().as_mut() {
             Some(s) => s.read(buf),
-            None => Err(not_connected()),
+            None => Err(closed()),
         }
     }
 
     fn raw_writev(&self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
         match self.sock.borrow_mut().as_mut() {
             Some(s) => s.write_vectored(bufs),
-            None => Err(not_connected()),
+            None => Err(closed()),
         }
     }
 

@@ -17,6 +17,7 @@ use bytes::{Buf, BytesMut};
 
 use super::handshake::{HandshakeOp, HandshakeSettings};
 use super::output::Output;
+use super::timeout::Timers;
 use super::FrameType;
 use crate::net::{FlatBuffer, Handle, IoHandler, Transport, WaitHandler};
 use crate::proto::close::{CloseCode, CloseReason};
@@ -164,6 +165,7 @@ pub(crate) struct Core<T: Transport> {
     pub(crate) close_op: Option<WaitHandler>,
     pub(crate) hs_op: Option<HandshakeOp>,
     pub(crate) hs: HandshakeSettings,
+    pub(crate) timers: Timers,
     teardown: Option<Teardown>,
     /// A real error was delivered; later operations see `OperationAborted`.
     pub(crate) ec_delivered: bool,
@@ -202,6 +204,7 @@ impl<T: Transport> Core<T> {
             close_op: None,
             hs_op: None,
             hs: HandshakeSettings::default(),
+            timers: Timers::default(),
             teardown: None,
             ec_delivered: false,
             pending_error: None,
@@ -275,7 +278,7 @@ impl<T: Transport> Core<T> {
 
     /// The connection failed with `e` outside any protocol exchange (a transport error):
     /// the first pending operation gets `e`, the others `OperationAborted`.
-    fn fail_all(&mut self, handle: &Handle, e: Error) {
+    pub(crate) fn fail_all(&mut self, handle: &Handle, e: Error) {
         self.status = Status::Failed;
         self.out.discard();
         self.teardown = None;
@@ -439,6 +442,7 @@ impl<T: Transport> Core<T> {
             }
             Ok(n) => {
                 self.rd_buf.truncate(len + n);
+                self.note_activity();
                 Ok(true)
             }
             Err(e) => {
@@ -671,6 +675,7 @@ impl<T: Transport> Core<T> {
         match opcode {
             Opcode::Ping => {
                 if !draining && self.status == Status::Open {
+                    self.arm_idle();
                     self.notify(handle, FrameType::Ping, payload);
                     self.emit_control(Opcode::Pong, payload);
                 }
@@ -856,9 +861,11 @@ impl<T: Transport> Core<T> {
             progressed |= self.advance_input(handle);
             progressed |= self.advance_teardown(handle);
             if !progressed {
+                self.update_timer();
                 return false;
             }
         }
+        self.update_timer();
         true
     }
 

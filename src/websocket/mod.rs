@@ -9,8 +9,10 @@ mod core;
 mod handshake;
 mod output;
 mod stream;
+mod timeout;
 
 pub use stream::Stream;
+pub use timeout::Timeout;
 
 /// The kind of control frame given to the control callback (Beast's `frame_type`).
 ///

@@ -7,8 +7,11 @@ use bytes::Buf;
 
 use super::core::{Core, ReadOp, Status, WriteOp};
 use super::handshake::{header_of, ClientHandler};
+use super::timeout::Timeout;
 use super::FrameType;
-use crate::net::{FlatBuffer, Handle, Readiness, ReadyListener, Transport, WaitHandler};
+use crate::net::{
+    FlatBuffer, Handle, InternalTimer, Readiness, ReadyListener, Transport, WaitHandler,
+};
 use crate::proto::close::CloseReason;
 use crate::proto::frame::{Opcode, MAX_CONTROL_PAYLOAD};
 use crate::proto::handshake::{AcceptDecision, RequestType, ResponseType};
@@ -74,6 +77,13 @@ impl<T: Transport> ReadyListener for Inner<T> {
     fn on_shutdown(&self) {
         let taken = self.core.borrow_mut().take_all_handlers();
         drop(taken);
+    }
+}
+
+impl<T: Transport> crate::net::TimerTarget for Inner<T> {
+    fn on_timer(&self) {
+        self.core.borrow_mut().on_timer(&self.handle);
+        self.drive();
     }
 }
 
@@ -445,6 +455,41 @@ impl<T: Transport> Stream<T> {
         self.inner.core.borrow().opts.read_message_max
     }
 
+    /// Sets the timeouts (Beast's `set_option(timeout)`): the handshake bound (also for
+    /// the closing handshake), the idle bound and keep-alive pings. On expiry the transport
+    /// is closed without a close frame; the first operation to see it gets
+    /// [`Error::Timeout`], the others [`Error::OperationAborted`].
+    ///
+    /// ```
+    /// use rbeast::websocket::Timeout;
+    /// # let ctx = rbeast::net::IoContext::new().unwrap();
+    /// # let (a, _b) = rbeast::test::Stream::pair(&ctx);
+    /// let ws = rbeast::websocket::Stream::new(a);
+    /// ws.set_timeout(Timeout::suggested(rbeast::Role::Server));
+    /// assert_eq!(ws.timeout(), Timeout::suggested(rbeast::Role::Server));
+    /// ```
+    pub fn set_timeout(&self, timeout: Timeout) {
+        let mut core = self.core();
+        if core.timers.timer.is_none() {
+            let me: Weak<dyn crate::net::TimerTarget> = self.inner.me.clone();
+            core.timers.timer = Some(InternalTimer::new(self.handle(), me));
+        }
+        core.timers.settings = timeout;
+        core.restart_timer();
+    }
+
+    /// The timeout settings.
+    ///
+    /// ```
+    /// # let ctx = rbeast::net::IoContext::new().unwrap();
+    /// # let (a, _b) = rbeast::test::Stream::pair(&ctx);
+    /// let ws = rbeast::websocket::Stream::new(a);
+    /// assert_eq!(ws.timeout(), rbeast::websocket::Timeout::default());
+    /// ```
+    pub fn timeout(&self) -> Timeout {
+        self.inner.core.borrow().timers.settings
+    }
+
     /// Chooses the generator of client mask keys: a CSPRNG (`true`, the default) or a fast
     /// non-cryptographic one.
     ///
@@ -782,6 +827,7 @@ impl<T: Transport> Stream<T> {
                 return;
             }
             self.handle().work_started();
+            core.arm_idle();
             core.read_op = Some(ReadOp {
                 buffer: buffer.clone(),
                 limit,

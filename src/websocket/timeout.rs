@@ -1,0 +1,169 @@
+//! The stream's timeouts (Beast's `stream_base::timeout`): one internal timer per stream,
+//! bounding the handshake, the closing handshake and idleness, with keep-alive pings.
+
+use std::time::{Duration, Instant};
+
+use super::core::{Core, Status};
+use crate::net::{Handle, InternalTimer, Transport};
+use crate::proto::frame::Opcode;
+use crate::{Error, Role};
+
+/// The timeout settings of a stream (Beast's `stream_base::timeout`). `None` disables a
+/// limit. The default disables everything, as Beast's does.
+///
+/// ```
+/// use std::time::Duration;
+/// use rbeast::websocket::Timeout;
+/// let t = Timeout::suggested(rbeast::Role::Server);
+/// assert_eq!(t.handshake_timeout, Some(Duration::from_secs(30)));
+/// assert_eq!(t.idle_timeout, Some(Duration::from_secs(300)));
+/// assert!(t.keep_alive_pings);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Timeout {
+    /// Bounds the opening handshake (accept or handshake) and the closing handshake.
+    pub handshake_timeout: Option<Duration>,
+    /// Bounds the time with nothing received while the stream is open. A read must be
+    /// pending for the expiry to be reported.
+    pub idle_timeout: Option<Duration>,
+    /// Send a ping when half the idle time has passed with nothing received, and time out
+    /// only if the next half passes too.
+    pub keep_alive_pings: bool,
+}
+
+impl Timeout {
+    /// Beast's suggested settings: for clients a 30 s handshake bound and nothing else; for
+    /// servers a 30 s handshake bound, a 300 s idle bound and keep-alive pings.
+    ///
+    /// ```
+    /// let t = rbeast::websocket::Timeout::suggested(rbeast::Role::Client);
+    /// assert_eq!(t.idle_timeout, None);
+    /// ```
+    pub fn suggested(role: Role) -> Timeout {
+        match role {
+            Role::Client => Timeout {
+                handshake_timeout: Some(Duration::from_secs(30)),
+                idle_timeout: None,
+                keep_alive_pings: false,
+            },
+            Role::Server => Timeout {
+                handshake_timeout: Some(Duration::from_secs(30)),
+                idle_timeout: Some(Duration::from_secs(300)),
+                keep_alive_pings: true,
+            },
+        }
+    }
+}
+
+/// Which bound the timer currently enforces.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) enum Phase {
+    #[default]
+    Off,
+    Handshake,
+    Idle,
+    Closing,
+}
+
+/// The timer state of a stream.
+#[derive(Default)]
+pub(crate) struct Timers {
+    pub(crate) settings: Timeout,
+    pub(crate) timer: Option<InternalTimer>,
+    phase: Phase,
+    /// Bytes arrived since the idle timer was last armed.
+    activity: bool,
+    /// The keep-alive ping of this idle period was sent.
+    pinged: bool,
+}
+
+impl<T: Transport> Core<T> {
+    /// Arms the timer for the phase the stream's status calls for (Beast's `update_timer`).
+    pub(crate) fn update_timer(&mut self) {
+        let phase = match self.status {
+            Status::Handshake if self.hs_op.is_some() => Phase::Handshake,
+            Status::Handshake => Phase::Off,
+            Status::Open => Phase::Idle,
+            Status::Closing => Phase::Closing,
+            Status::Closed | Status::Failed => Phase::Off,
+        };
+        if phase == self.timers.phase {
+            return;
+        }
+        self.timers.phase = phase;
+        match phase {
+            Phase::Off => self.arm(None),
+            Phase::Handshake | Phase::Closing => {
+                self.arm(self.timers.settings.handshake_timeout);
+            }
+            Phase::Idle => self.arm_idle(),
+        }
+    }
+
+    /// Applies new settings: the current phase is armed again with them.
+    pub(crate) fn restart_timer(&mut self) {
+        self.timers.phase = Phase::Off;
+        self.arm(None);
+        self.update_timer();
+    }
+
+    /// Restarts the idle period (at each read and on each received ping, as Beast).
+    pub(crate) fn arm_idle(&mut self) {
+        if self.timers.phase != Phase::Idle {
+            return;
+        }
+        self.timers.activity = false;
+        self.timers.pinged = false;
+        let settings = self.timers.settings;
+        let first = settings.idle_timeout.map(|idle| {
+            if settings.keep_alive_pings {
+                idle / 2
+            } else {
+                idle
+            }
+        });
+        self.arm(first);
+    }
+
+    /// Notes that bytes arrived.
+    pub(crate) fn note_activity(&mut self) {
+        self.timers.activity = true;
+    }
+
+    fn arm(&self, after: Option<Duration>) {
+        if let Some(timer) = &self.timers.timer {
+            timer.arm(after.map(|d| Instant::now() + d));
+        }
+    }
+
+    /// The timer expired.
+    pub(crate) fn on_timer(&mut self, handle: &Handle) {
+        match self.timers.phase {
+            Phase::Off => {}
+            Phase::Handshake | Phase::Closing => self.time_out(handle),
+            Phase::Idle => {
+                let settings = self.timers.settings;
+                if self.timers.activity {
+                    self.arm_idle();
+                } else if settings.keep_alive_pings && !self.timers.pinged {
+                    if self.status == Status::Open && !self.wr_close {
+                        self.emit_control(Opcode::Ping, b"");
+                    }
+                    self.timers.pinged = true;
+                    self.arm(settings.idle_timeout.map(|idle| idle / 2));
+                } else {
+                    self.time_out(handle);
+                }
+            }
+        }
+    }
+
+    /// Beast's `time_out`: the transport is closed, no close frame is sent; the first
+    /// operation to see it gets `Error::Timeout`, the others `OperationAborted`.
+    fn time_out(&mut self, handle: &Handle) {
+        self.timers.phase = Phase::Off;
+        self.transport.close();
+        self.fail_all(handle, Error::Timeout);
+        self.status = Status::Closed;
+    }
+}

@@ -1,0 +1,185 @@
+//! Timeouts of websocket::Stream: handshake, idle, keep-alive pings, closing handshake.
+//! Only lower bounds on elapsed time are asserted.
+
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use rbeast::net::{FlatBuffer, IoContext};
+use rbeast::proto::close::CloseCode;
+use rbeast::test::{self, fail_handler, fail_wait};
+use rbeast::websocket::{FrameType, Stream, Timeout};
+use rbeast::{Error, Role};
+
+type Ws = Stream<test::Stream>;
+
+fn ms(n: u64) -> Option<Duration> {
+    Some(Duration::from_millis(n))
+}
+
+fn open_pair(ctx: &IoContext) -> (Ws, Ws) {
+    let (a, b) = test::Stream::pair(ctx);
+    let (client, server) = (Stream::new(a), Stream::new(b));
+    client.open_unchecked(Role::Client);
+    server.open_unchecked(Role::Server);
+    (client, server)
+}
+
+#[test]
+fn a_silent_client_times_out_the_accept() {
+    let ctx = IoContext::new().unwrap();
+    let (_client_end, server_end) = test::Stream::pair(&ctx);
+    let server = Stream::new(server_end);
+    server.set_timeout(Timeout {
+        handshake_timeout: ms(50),
+        ..Timeout::default()
+    });
+    let start = Instant::now();
+    server.async_accept(fail_wait(Error::Timeout));
+    ctx.run();
+    assert!(start.elapsed() >= Duration::from_millis(50));
+    assert!(!server.next_layer().is_open(), "the transport is closed");
+}
+
+#[test]
+fn idle_timeout_without_pings_ends_the_read_and_closes_the_transport() {
+    let ctx = IoContext::new().unwrap();
+    let (client, server) = open_pair(&ctx);
+    server.set_timeout(Timeout {
+        idle_timeout: ms(80),
+        ..Timeout::default()
+    });
+    let start = Instant::now();
+    server.async_read(&FlatBuffer::new(), fail_handler(Error::Timeout));
+    // The client sees the connection end, with no close frame.
+    client.async_read(&FlatBuffer::new(), fail_handler(Error::Eof));
+    ctx.run();
+    assert!(start.elapsed() >= Duration::from_millis(80));
+    assert!(!client.reason().is_set());
+    // Later operations are aborted.
+    server.async_read(&FlatBuffer::new(), fail_handler(Error::OperationAborted));
+    ctx.run();
+}
+
+#[test]
+fn keep_alive_pings_keep_an_answering_peer_connected() {
+    let ctx = IoContext::new().unwrap();
+    let (client, server) = open_pair(&ctx);
+    server.set_timeout(Timeout {
+        idle_timeout: ms(100),
+        keep_alive_pings: true,
+        ..Timeout::default()
+    });
+    let pings = Rc::new(Cell::new(0));
+    let p = pings.clone();
+    client.set_control_callback(move |kind, _| {
+        if kind == FrameType::Ping {
+            p.set(p.get() + 1);
+        }
+    });
+    let server_done = Rc::new(RefCell::new(None));
+    let d = server_done.clone();
+    server.async_read(&FlatBuffer::new(), move |r, _| *d.borrow_mut() = Some(r));
+    // The client only reads: it answers pings automatically.
+    client.async_read(&FlatBuffer::new(), |_, _| {});
+    ctx.run_for(Duration::from_millis(600));
+    assert!(
+        pings.get() >= 3,
+        "pings every half idle period: {}",
+        pings.get()
+    );
+    assert!(
+        server_done.borrow().is_none(),
+        "the answering peer was not timed out"
+    );
+    // A peer that stops reading (and so stops answering) is timed out.
+    client.next_layer().close();
+    ctx.run();
+    assert!(server_done.borrow().is_some());
+}
+
+#[test]
+fn keep_alive_times_out_a_peer_that_never_answers() {
+    let ctx = IoContext::new().unwrap();
+    let (_client, server) = open_pair(&ctx);
+    server.set_timeout(Timeout {
+        idle_timeout: ms(100),
+        keep_alive_pings: true,
+        ..Timeout::default()
+    });
+    let start = Instant::now();
+    server.async_read(&FlatBuffer::new(), fail_handler(Error::Timeout));
+    ctx.run();
+    assert!(start.elapsed() >= Duration::from_millis(100));
+}
+
+#[test]
+fn the_closing_handshake_is_bounded_by_the_handshake_timeout() {
+    let ctx = IoContext::new().unwrap();
+    let (_client, server) = open_pair(&ctx);
+    server.set_timeout(Timeout {
+        handshake_timeout: ms(60),
+        ..Timeout::default()
+    });
+    // The client never reads, so it never answers the close.
+    server.async_close(CloseCode::NORMAL, fail_wait(Error::Timeout));
+    ctx.run();
+}
+
+#[test]
+fn with_a_read_pending_the_read_gets_the_timeout_and_the_close_is_aborted() {
+    let ctx = IoContext::new().unwrap();
+    let (_client, server) = open_pair(&ctx);
+    server.set_timeout(Timeout {
+        handshake_timeout: ms(60),
+        ..Timeout::default()
+    });
+    server.async_read(&FlatBuffer::new(), fail_handler(Error::Timeout));
+    server.async_close(CloseCode::NORMAL, fail_wait(Error::OperationAborted));
+    ctx.run();
+}
+
+#[test]
+fn data_keeps_a_connection_alive_without_pings() {
+    let ctx = IoContext::new().unwrap();
+    let (client, server) = open_pair(&ctx);
+    server.set_timeout(Timeout {
+        idle_timeout: ms(300),
+        ..Timeout::default()
+    });
+    // The client sends a message every 50 ms; the server echo-reads them.
+    let timer = Rc::new(rbeast::net::SteadyTimer::new(&ctx));
+    fn tick(timer: Rc<rbeast::net::SteadyTimer>, client: Ws, left: u32) {
+        if left == 0 {
+            return;
+        }
+        timer.expires_after(Duration::from_millis(50));
+        let t = timer.clone();
+        timer.async_wait(move |_| {
+            client.async_write(&b"tick"[..], |_, _| {});
+            tick(t, client, left - 1);
+        });
+    }
+    tick(timer, client.clone(), 12);
+    let received = Rc::new(Cell::new(0));
+    fn read_loop(server: Ws, received: Rc<Cell<u32>>, handle: rbeast::net::Handle) {
+        let s = server.clone();
+        server.async_read(&FlatBuffer::new(), move |r, _| {
+            if r.is_ok() {
+                received.set(received.get() + 1);
+                if received.get() == 12 {
+                    // 600 ms after the start, two idle periods: still open.
+                    assert!(s.is_open());
+                    handle.stop();
+                    return;
+                }
+                read_loop(s, received, handle);
+            }
+        });
+    }
+    read_loop(server.clone(), received.clone(), ctx.handle().clone());
+    let start = Instant::now();
+    ctx.run();
+    assert_eq!(received.get(), 12, "every tick arrived before any timeout");
+    assert!(start.elapsed() >= Duration::from_millis(600));
+}
