@@ -455,3 +455,27 @@ fn read_size_hint_follows_the_frame_being_read() {
     assert_eq!(ws.read_size_hint(1536), 1500, "clamped to read_message_max");
     assert_eq!(ws.read_size_hint_for(&FlatBuffer::with_max_size(100)), 100);
 }
+
+#[test]
+fn a_read_started_while_a_close_tears_down_ends_aborted() {
+    let ctx = IoContext::new().unwrap();
+    let client = Stream::new(test::Stream::new(&ctx));
+    client.open_unchecked(Role::Client);
+    let closed = Rc::new(Cell::new(false));
+    let c = closed.clone();
+    client.async_close(CloseCode::NORMAL, move |r| {
+        assert_eq!(r, Ok(()));
+        c.set(true);
+    });
+    // The server's close reply arrives, but not its end of stream: the client tears down.
+    client.next_layer().append(&[0x88, 0x02, 0x03, 0xe8]);
+    ctx.poll();
+    assert!(!closed.get(), "still draining until end of stream");
+    let read = Rc::new(RefCell::new(None));
+    let r = read.clone();
+    client.async_read(&FlatBuffer::new(), move |e, _| *r.borrow_mut() = Some(e));
+    client.next_layer().close_remote();
+    ctx.run_for(std::time::Duration::from_secs(5));
+    assert!(closed.get());
+    assert_eq!(*read.borrow(), Some(Err(Error::OperationAborted)));
+}

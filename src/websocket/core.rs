@@ -837,6 +837,11 @@ impl<T: Transport> Core<T> {
                 self.finish_suspended_read(handle);
             }
         }
+        // Operations started while the connection was closing end with it.
+        if let Some(op) = self.read_op.take() {
+            handle.complete_io(op.handler, Err(Error::OperationAborted), op.n);
+        }
+        self.read_suspended = false;
         if let Some(op) = self.write_op.take() {
             handle.complete_io(op.handler, Err(Error::OperationAborted), op.taken);
         }
