@@ -15,6 +15,7 @@ use std::rc::Rc;
 
 use bytes::{Buf, BytesMut};
 
+use super::deflate::PmdState;
 use super::handshake::{HandshakeOp, HandshakeSettings};
 use super::output::Output;
 use super::timeout::Timers;
@@ -114,13 +115,13 @@ struct Teardown {
 
 /// Who consumes the frames read from the transport.
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum Consumer {
+pub(crate) enum Consumer {
     Read,
     CloseDrain,
 }
 
 /// The result of one parsing step.
-enum Step {
+pub(crate) enum Step {
     Progress,
     NeedInput,
     /// The consumer's operation ended (completed, or handed over to a teardown).
@@ -166,6 +167,8 @@ pub(crate) struct Core<T: Transport> {
     pub(crate) hs_op: Option<HandshakeOp>,
     pub(crate) hs: HandshakeSettings,
     pub(crate) timers: Timers,
+    /// permessage-deflate: the option, the codec and its per-message state.
+    pub(crate) pmd: PmdState,
     teardown: Option<Teardown>,
     /// A real error was delivered; later operations see `OperationAborted`.
     pub(crate) ec_delivered: bool,
@@ -205,6 +208,7 @@ impl<T: Transport> Core<T> {
             hs_op: None,
             hs: HandshakeSettings::default(),
             timers: Timers::default(),
+            pmd: PmdState::default(),
             teardown: None,
             ec_delivered: false,
             pending_error: None,
@@ -365,6 +369,9 @@ impl<T: Transport> Core<T> {
             handle.complete_io(op.handler, Err(e), op.taken);
             return true;
         }
+        if self.pmd_write(&op) {
+            return self.advance_write_deflate(handle, op);
+        }
         let mut progressed = false;
         loop {
             let remaining = op.data.remaining();
@@ -521,7 +528,7 @@ impl<T: Transport> Core<T> {
         }
     }
 
-    fn complete_read(&mut self, handle: &Handle, result: Result<(), Error>) {
+    pub(crate) fn complete_read(&mut self, handle: &Handle, result: Result<(), Error>) {
         if let Some(op) = self.read_op.take() {
             handle.complete_io(op.handler, result, op.n);
         }
@@ -529,6 +536,9 @@ impl<T: Transport> Core<T> {
 
     /// One parsing step for `consumer`.
     fn step(&mut self, handle: &Handle, consumer: Consumer) -> Step {
+        if self.rd_frame.is_some() && self.inflating(consumer) {
+            return self.step_inflate(handle, consumer);
+        }
         if self.rd_remain > 0 {
             return self.step_payload(handle, consumer);
         }
@@ -573,7 +583,8 @@ impl<T: Transport> Core<T> {
         self.rd_remain = header.len;
         self.rd_phase = 0;
         self.rd_frame = Some(header);
-        if header.len == 0 {
+        self.pmd_frame_start(&header);
+        if header.len == 0 && !self.inflating(consumer) {
             return self.end_of_frame(handle, consumer);
         }
         Step::Progress
@@ -634,7 +645,7 @@ impl<T: Transport> Core<T> {
     }
 
     /// The current data frame's payload is all in.
-    fn end_of_frame(&mut self, handle: &Handle, consumer: Consumer) -> Step {
+    pub(crate) fn end_of_frame(&mut self, handle: &Handle, consumer: Consumer) -> Step {
         let Some(frame) = self.rd_frame.take() else {
             return Step::Progress;
         };
@@ -728,7 +739,7 @@ impl<T: Transport> Core<T> {
 
     /// A protocol violation: send the close code it calls for (unless a close frame was
     /// sent already), tear down, and complete with the error.
-    fn fail_protocol(&mut self, consumer: Consumer, e: Error) {
+    pub(crate) fn fail_protocol(&mut self, consumer: Consumer, e: Error) {
         if !self.wr_close {
             if let Some(code) = e.close_code() {
                 self.emit_close(&CloseReason::new(CloseCode(code)));

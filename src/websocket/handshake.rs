@@ -99,8 +99,8 @@ impl<T: Transport> Core<T> {
         handler: ClientHandler,
     ) -> Result<(), (ClientHandler, Error)> {
         let config = ClientConfig {
+            deflate: self.pmd.opts,
             subprotocols: self.hs.subprotocols.clone(),
-            ..ClientConfig::default()
         };
         let built = match self.hs.request_decorator.clone() {
             Some(d) => ClientHandshake::with_decorator(host, target, &config, &mut *d.borrow_mut()),
@@ -148,7 +148,9 @@ impl<T: Transport> Core<T> {
     /// Builds the response to `request` (101, Beast's 400/426, or the hook's rejection),
     /// queues it, and returns what the accept completes with.
     fn queue_response(&mut self, request: &RequestType) -> Result<Negotiated, Error> {
-        let config = ServerConfig::default();
+        let config = ServerConfig {
+            deflate: self.pmd.opts,
+        };
         let hook = self.hs.accept_hook.clone();
         let decorator = self.hs.response_decorator.clone();
         let mut no_decorator = |_: &mut ResponseType| {};
@@ -225,6 +227,7 @@ impl<T: Transport> Core<T> {
                     let result = match request.check_response(&response) {
                         Ok(negotiated) => {
                             self.open(Role::Client);
+                            self.pmd_open(Role::Client, negotiated.deflate);
                             self.hs.negotiated = negotiated;
                             Ok(())
                         }
@@ -265,6 +268,7 @@ impl<T: Transport> Core<T> {
                 let result = match result {
                     Ok(negotiated) => {
                         self.open(Role::Server);
+                        self.pmd_open(Role::Server, negotiated.deflate);
                         self.hs.negotiated = negotiated;
                         Ok(())
                     }

@@ -6,6 +6,7 @@
 //! and offers Beast's operations with Beast's meaning.
 
 mod core;
+mod deflate;
 mod handshake;
 mod output;
 mod stream;

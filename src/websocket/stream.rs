@@ -13,6 +13,7 @@ use crate::net::{
     FlatBuffer, Handle, InternalTimer, Readiness, ReadyListener, Transport, WaitHandler,
 };
 use crate::proto::close::CloseReason;
+use crate::proto::deflate::{PermessageDeflate, PermessageDeflateStatus};
 use crate::proto::frame::{Opcode, MAX_CONTROL_PAYLOAD};
 use crate::proto::handshake::{AcceptDecision, RequestType, ResponseType};
 use crate::{Error, Role};
@@ -500,6 +501,83 @@ impl<T: Transport> Stream<T> {
     /// ```
     pub fn set_secure_prng(&self, secure: bool) {
         self.core().opts.secure_prng = secure;
+    }
+
+    /// Sets the permessage-deflate option (Beast's `set_option(permessage_deflate)`), used
+    /// by the next handshake: a client offers compression when `client_enable` is set, a
+    /// server accepts a valid offer when `server_enable` is set. Set it before the
+    /// handshake.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] for window bits outside 9..=15, `comp_level` above 9 or
+    /// `mem_level` outside 1..=9 (the option is then unchanged).
+    ///
+    /// ```
+    /// use rbeast::proto::deflate::PermessageDeflate;
+    /// # let ctx = rbeast::net::IoContext::new().unwrap();
+    /// # let (a, _b) = rbeast::test::Stream::pair(&ctx);
+    /// let ws = rbeast::websocket::Stream::new(a);
+    /// ws.set_permessage_deflate(PermessageDeflate { client_enable: true, ..Default::default() })?;
+    /// assert!(ws.permessage_deflate().client_enable);
+    /// let bad = PermessageDeflate { comp_level: 10, ..Default::default() };
+    /// assert!(ws.set_permessage_deflate(bad).is_err());
+    /// # Ok::<(), rbeast::Error>(())
+    /// ```
+    pub fn set_permessage_deflate(&self, options: PermessageDeflate) -> Result<(), Error> {
+        options.validate()?;
+        self.core().pmd.opts = options;
+        Ok(())
+    }
+
+    /// The permessage-deflate option (Beast's `get_option(permessage_deflate&)`).
+    ///
+    /// ```
+    /// # let ctx = rbeast::net::IoContext::new().unwrap();
+    /// # let (a, _b) = rbeast::test::Stream::pair(&ctx);
+    /// let ws = rbeast::websocket::Stream::new(a);
+    /// assert!(!ws.permessage_deflate().client_enable);
+    /// ```
+    pub fn permessage_deflate(&self) -> PermessageDeflate {
+        self.inner.core.borrow().pmd.opts
+    }
+
+    /// What the last handshake agreed on for permessage-deflate (Beast's `get_status`):
+    /// `active` with the window bits in force, or inactive.
+    ///
+    /// ```
+    /// # let ctx = rbeast::net::IoContext::new().unwrap();
+    /// # let (a, _b) = rbeast::test::Stream::pair(&ctx);
+    /// let ws = rbeast::websocket::Stream::new(a);
+    /// assert!(!ws.permessage_deflate_status().active);
+    /// ```
+    pub fn permessage_deflate_status(&self) -> PermessageDeflateStatus {
+        PermessageDeflateStatus::from(self.inner.core.borrow().hs.negotiated.deflate)
+    }
+
+    /// Compresses the next messages when permessage-deflate is in force (`true`, the
+    /// default) or sends them uncompressed (Beast's `compress(bool)`). Latched when a
+    /// message starts.
+    ///
+    /// ```
+    /// # let ctx = rbeast::net::IoContext::new().unwrap();
+    /// # let (a, _b) = rbeast::test::Stream::pair(&ctx);
+    /// let ws = rbeast::websocket::Stream::new(a);
+    /// ws.set_compress(false);
+    /// assert!(!ws.compress());
+    /// ```
+    pub fn set_compress(&self, on: bool) {
+        self.core().pmd.compress = on;
+    }
+
+    /// True when messages are compressed if permessage-deflate is in force.
+    ///
+    /// ```
+    /// # let ctx = rbeast::net::IoContext::new().unwrap();
+    /// # let (a, _b) = rbeast::test::Stream::pair(&ctx);
+    /// assert!(rbeast::websocket::Stream::new(a).compress());
+    /// ```
+    pub fn compress(&self) -> bool {
+        self.inner.core.borrow().pmd.compress
     }
 
     /// Sets the observer of received pings, pongs and close frames (Beast's

@@ -232,12 +232,33 @@ impl Deflater {
     }
 }
 
+/// What one [`Inflater::inflate_into`] call did.
+///
+/// ```
+/// let p = rbeast::proto::deflate::InflateProgress::default();
+/// assert!(!p.done && p.consumed == 0 && p.written == 0);
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct InflateProgress {
+    /// Bytes of input consumed.
+    pub consumed: usize,
+    /// Bytes written at the start of the output.
+    pub written: usize,
+    /// For a non-last piece: all input was consumed. For the last piece: the message is
+    /// complete (tail inflated, no output pending). Otherwise call again, with the rest of
+    /// the input and fresh output room.
+    pub done: bool,
+}
+
 #[derive(Debug)]
 struct InflateState {
     z: Decompress,
+    /// Allocated by the first [`Inflater::inflate`] call only.
     scratch: Box<[u8]>,
     message_len: usize,
     ended: bool,
+    /// Bytes of the `00 00 ff ff` tail consumed so far (bounded output may cut it).
+    tail_fed: usize,
 }
 
 /// Inflates incoming compressed messages piece by piece, under a size limit.
@@ -332,15 +353,11 @@ impl Inflater {
         out: &mut B,
         limit: usize,
     ) -> Result<usize> {
-        let bits = self.window_bits;
-        let st = self.state.get_or_insert_with(|| {
-            Box::new(InflateState {
-                z: Decompress::new_with_window_bits(false, bits),
-                scratch: vec![0; INFLATE_CHUNK].into_boxed_slice(),
-                message_len: 0,
-                ended: false,
-            })
-        });
+        let nct = self.no_context_takeover;
+        let st = self.state_mut();
+        if st.scratch.is_empty() {
+            st.scratch = vec![0; INFLATE_CHUNK].into_boxed_slice();
+        }
         let mut written = 0;
         let mut result = run(st, input, FlushDecompress::None, out, limit, &mut written);
         if result.is_ok() && last {
@@ -349,7 +366,7 @@ impl Inflater {
             }
             if result.is_ok() {
                 st.message_len = 0;
-                if self.no_context_takeover || st.ended {
+                if nct || st.ended {
                     st.z.reset(false);
                     st.ended = false;
                 }
@@ -363,6 +380,174 @@ impl Inflater {
             }
         }
     }
+
+    fn state_mut(&mut self) -> &mut InflateState {
+        let bits = self.window_bits;
+        self.state.get_or_insert_with(|| {
+            Box::new(InflateState {
+                z: Decompress::new_with_window_bits(false, bits),
+                scratch: Box::default(),
+                message_len: 0,
+                ended: false,
+                tail_fed: 0,
+            })
+        })
+    }
+
+    /// Inflates a piece of the current message into `out`, writing at most `out.len()`
+    /// bytes and consuming only the input that room allows; `last` says the piece ends the
+    /// message (the `00 00 ff ff` tail is then inflated too). `limit` is the largest
+    /// inflated size of the whole message.
+    ///
+    /// Unlike [`inflate`](Inflater::inflate) this bounds the output of each call (a read
+    /// with a size limit) and needs no scratch buffer: call again with the unconsumed input
+    /// and fresh room until `done`. Output left inside the decompressor when a non-last
+    /// piece is done comes out with the next piece. Errors:
+    /// [`Error::BadDeflateData`] for corrupt data, [`Error::MessageTooBig`] past `limit`
+    /// (bytes past it may have been written to `out`, but are not counted in any
+    /// progress), [`Error::InvalidArgument`] for an empty `out`. After an error the state is
+    /// dropped.
+    ///
+    /// ```
+    /// use rbeast::proto::deflate::Inflater;
+    /// let wire = [0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00]; // "Hello"
+    /// let mut i = Inflater::new(15, true);
+    /// let mut out = [0u8; 2];
+    /// let mut input = &wire[..];
+    /// let mut text = Vec::new();
+    /// loop {
+    ///     let p = i.inflate_into(input, true, &mut out, 100)?;
+    ///     input = &input[p.consumed..];
+    ///     text.extend_from_slice(&out[..p.written]);
+    ///     if p.done { break; }
+    /// }
+    /// assert_eq!(text, b"Hello");
+    /// # Ok::<(), rbeast::Error>(())
+    /// ```
+    pub fn inflate_into(
+        &mut self,
+        input: &[u8],
+        last: bool,
+        out: &mut [u8],
+        limit: usize,
+    ) -> Result<InflateProgress> {
+        if out.is_empty() {
+            return Err(Error::InvalidArgument("no room to inflate into"));
+        }
+        let nct = self.no_context_takeover;
+        let st = self.state_mut();
+        let result = bounded(st, input, last, out, limit);
+        match result {
+            Ok(p) => {
+                if last && p.done {
+                    st.message_len = 0;
+                    st.tail_fed = 0;
+                    if nct || st.ended {
+                        st.z.reset(false);
+                        st.ended = false;
+                    }
+                }
+                Ok(p)
+            }
+            Err(e) => {
+                self.state = None;
+                Err(e)
+            }
+        }
+    }
+}
+
+/// One decompression call into `out[*written..]`, with the limit check. Returns the input
+/// consumed and whether the output was not full when it returned.
+fn bounded_step(
+    st: &mut InflateState,
+    input: &[u8],
+    flush: FlushDecompress,
+    out: &mut [u8],
+    limit: usize,
+    written: &mut usize,
+) -> Result<(usize, usize)> {
+    let (in0, out0) = (st.z.total_in(), st.z.total_out());
+    let status =
+        st.z.decompress(input, &mut out[*written..], flush)
+            .map_err(|_| Error::BadDeflateData)?;
+    let consumed = (st.z.total_in() - in0) as usize;
+    let produced = (st.z.total_out() - out0) as usize;
+    if produced > limit.saturating_sub(st.message_len) {
+        return Err(Error::MessageTooBig);
+    }
+    st.message_len += produced;
+    *written += produced;
+    if status == Status::StreamEnd {
+        st.ended = true;
+    }
+    Ok((consumed, produced))
+}
+
+fn bounded(
+    st: &mut InflateState,
+    input: &[u8],
+    last: bool,
+    out: &mut [u8],
+    limit: usize,
+) -> Result<InflateProgress> {
+    let mut pos = 0;
+    let mut written = 0;
+    while !st.ended && pos < input.len() && written < out.len() {
+        let (consumed, produced) = bounded_step(
+            st,
+            &input[pos..],
+            FlushDecompress::None,
+            out,
+            limit,
+            &mut written,
+        )?;
+        pos += consumed;
+        if consumed == 0 && produced == 0 {
+            break;
+        }
+    }
+    if st.ended {
+        // A final block: the rest of this message is ignored.
+        pos = input.len();
+    }
+    let mut done = pos == input.len();
+    if last && done {
+        done = false;
+        loop {
+            if st.ended {
+                done = true;
+                break;
+            }
+            if written == out.len() {
+                break; // more room needed to know whether output is pending
+            }
+            let room_before = out.len() - written;
+            let (consumed, produced) = bounded_step(
+                st,
+                &TAIL[st.tail_fed..],
+                FlushDecompress::Sync,
+                out,
+                limit,
+                &mut written,
+            )?;
+            st.tail_fed += consumed;
+            if st.tail_fed == TAIL.len() && produced < room_before {
+                // All input in and room left over: nothing is pending.
+                done = true;
+                break;
+            }
+            if consumed == 0 && produced == 0 {
+                // Room, input, and no progress: the stream cannot take the tail.
+                return Err(Error::BadDeflateData);
+            }
+        }
+    }
+    Ok(InflateProgress {
+        consumed: pos,
+        written,
+        done,
+    })
 }
 
 fn run<B: BufMut>(

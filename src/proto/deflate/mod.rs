@@ -29,7 +29,9 @@ mod extension;
 mod negotiate;
 mod options;
 
-pub use codec::{DeflateProgress, Deflater, Inflater, INFLATE_CHUNK, MIN_DEFLATE_CHUNK};
+pub use codec::{
+    DeflateProgress, Deflater, InflateProgress, Inflater, INFLATE_CHUNK, MIN_DEFLATE_CHUNK,
+};
 pub use negotiate::{
     check_reply, client_offer, negotiate, read_params, PermessageDeflateStatus, PmdParams,
     EXTENSION_NAME,

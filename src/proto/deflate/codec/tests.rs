@@ -386,3 +386,91 @@ fn role_selection() {
     let si = Inflater::for_role(Role::Server, &p);
     assert_eq!((si.window_bits, si.no_context_takeover), (12, false));
 }
+
+/// Inflates a whole message with `inflate_into`: input in pieces of `piece` bytes, output
+/// room of `room` bytes per call.
+fn inflate_bounded(
+    i: &mut Inflater,
+    wire: &[u8],
+    piece: usize,
+    room: usize,
+    limit: usize,
+) -> Result<Vec<u8>> {
+    let mut text = Vec::new();
+    let mut out = vec![0u8; room];
+    let pieces: Vec<&[u8]> = if wire.is_empty() {
+        vec![wire]
+    } else {
+        wire.chunks(piece).collect()
+    };
+    let mut calls = 0;
+    for (k, mut p) in pieces.iter().copied().enumerate() {
+        let last = k + 1 == pieces.len();
+        loop {
+            calls += 1;
+            assert!(calls < 1000 + 4 * (wire.len() + limit.min(1 << 24)));
+            let r = i.inflate_into(p, last, &mut out, limit)?;
+            assert!(r.written <= room);
+            text.extend_from_slice(&out[..r.written]);
+            p = &p[r.consumed..];
+            if r.done {
+                break;
+            }
+        }
+        assert!(p.is_empty());
+    }
+    Ok(text)
+}
+
+#[test]
+fn bounded_inflate_matches_for_every_room_and_piece() {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(9);
+    for &n in &[0usize, 1, 5, 100, 4096, 70_000] {
+        let msg = sample(&mut rng, n);
+        let wire = deflate_msg(&mut Deflater::new(6, 15, false), &msg, 1000, 4096);
+        for &(piece, room) in &[
+            (1usize, 1usize),
+            (3, 2),
+            (7, 1000),
+            (100_000, 1),
+            (100_000, 8192),
+        ] {
+            let mut i = Inflater::new(15, true);
+            let got = inflate_bounded(&mut i, &wire, piece, room, usize::MAX).unwrap();
+            assert!(got == msg, "n {n} piece {piece} room {room}");
+        }
+    }
+    // Context takeover across messages, with room cutting the tail.
+    let msg = sample(&mut rng, 3000);
+    let mut d = Deflater::new(6, 15, false);
+    let mut i = Inflater::new(15, false);
+    for _ in 0..3 {
+        let wire = deflate_msg(&mut d, &msg, 3000, 4096);
+        assert_eq!(
+            inflate_bounded(&mut i, &wire, 5, 3, usize::MAX).unwrap(),
+            msg
+        );
+    }
+}
+
+#[test]
+fn bounded_inflate_limits_and_errors() {
+    let zeros = vec![0u8; 10 * 1024 * 1024];
+    let wire = deflate_msg(&mut Deflater::new(9, 15, false), &zeros, 1 << 20, 1 << 20);
+    drop(zeros);
+    let mut i = Inflater::new(15, false);
+    let r = inflate_bounded(&mut i, &wire, wire.len(), 64 * 1024, 1 << 20);
+    assert_eq!(r, Err(Error::MessageTooBig));
+    assert!(!i.is_allocated());
+    let msg = vec![7u8; 5000];
+    let wire = deflate_msg(&mut Deflater::new(8, 15, true), &msg, 5000, 4096);
+    let exact = inflate_bounded(&mut Inflater::new(15, true), &wire, 10, 100, 5000);
+    assert_eq!(exact.map(|v| v.len()), Ok(5000));
+    let over = inflate_bounded(&mut Inflater::new(15, true), &wire, 10, 100, 4999);
+    assert_eq!(over, Err(Error::MessageTooBig));
+    let corrupt = inflate_bounded(&mut Inflater::new(15, true), &[0xff, 0xff, 0xff], 1, 4, 100);
+    assert_eq!(corrupt, Err(Error::BadDeflateData));
+    let mut empty = [0u8; 0];
+    let r = Inflater::new(15, true).inflate_into(&wire, true, &mut empty, 100);
+    assert!(matches!(r, Err(Error::InvalidArgument(_))));
+}

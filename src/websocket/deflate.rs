@@ -1,0 +1,293 @@
+//! permessage-deflate in the stream's engine: the per-connection compression state, the
+//! inflating read step and the compressing write algorithm (Beast's fifth write algorithm).
+//!
+//! The engine in `core.rs` calls in at three points: when a data frame starts
+//! ([`Core::pmd_frame_start`]), when a frame of a compressed message has payload to deliver
+//! ([`Core::step_inflate`]), and when a write may start or continue a compressed message
+//! ([`Core::pmd_write`]). The zlib state itself is allocated by the codec when the first
+//! compressed message flows.
+
+use super::core::{Consumer, Core, Status, Step, WriteOp};
+use crate::net::{Handle, Transport};
+use crate::proto::deflate::{Deflater, Inflater, PermessageDeflate, PmdParams, MIN_DEFLATE_CHUNK};
+use crate::proto::frame::{FrameHeader, Opcode, MAX_HEADER_LEN};
+use crate::proto::mask::{apply_mask, mask_key};
+use crate::{Error, Role};
+
+/// Most bytes inflated into the read buffer per step of a whole-message read.
+const INFLATE_STEP: usize = 64 * 1024;
+
+/// The permessage-deflate state of a stream.
+pub(crate) struct PmdState {
+    /// The option (Beast's `permessage_deflate`), used by the next handshake.
+    pub(crate) opts: PermessageDeflate,
+    /// Beast's `compress()` switch: compress outgoing messages when negotiated.
+    pub(crate) compress: bool,
+    /// The compressor and decompressor, present while permessage-deflate is in force.
+    deflater: Option<Deflater>,
+    inflater: Option<Inflater>,
+
+    // write side
+    /// The message being written is compressed (latched at its start).
+    wr_compress: bool,
+    /// A compressed message has started (possibly with no frame out yet: latency).
+    wr_in_msg: bool,
+    /// The next frame is the message's first (opcode and RSV1).
+    wr_first: bool,
+    /// One frame's compressed payload, reused for every frame.
+    wr_buf: Vec<u8>,
+
+    // read side
+    /// The message being read is compressed (RSV1 on its first frame).
+    rd_compressed: bool,
+    /// Bytes at the start of the read buffer already unmasked (current frame).
+    rd_clear: usize,
+}
+
+impl Default for PmdState {
+    fn default() -> Self {
+        PmdState {
+            opts: PermessageDeflate::default(),
+            compress: true,
+            deflater: None,
+            inflater: None,
+            wr_compress: false,
+            wr_in_msg: false,
+            wr_first: false,
+            wr_buf: Vec::new(),
+            rd_compressed: false,
+            rd_clear: 0,
+        }
+    }
+}
+
+impl<T: Transport> Core<T> {
+    /// The handshake agreed on `params` (or on no compression): set the frame rules and the
+    /// codec for this connection. Called after [`Core::open`].
+    pub(crate) fn pmd_open(&mut self, role: Role, params: Option<PmdParams>) {
+        let pmd = &mut self.pmd;
+        pmd.deflater = params.map(|p| Deflater::for_role(role, &p, &pmd.opts));
+        pmd.inflater = params.map(|p| Inflater::for_role(role, &p));
+        pmd.wr_compress = false;
+        pmd.wr_in_msg = false;
+        pmd.wr_first = false;
+        pmd.wr_buf = Vec::new();
+        pmd.rd_compressed = false;
+        pmd.rd_clear = 0;
+        let mut rules = *self.reader.rules();
+        rules.pmd_active = params.is_some();
+        self.reader.set_rules(rules);
+    }
+
+    // ---------------------------------------------------------------- reading
+
+    /// A data frame starts: a text or binary frame decides whether its message is
+    /// compressed.
+    pub(crate) fn pmd_frame_start(&mut self, header: &FrameHeader) {
+        if header.opcode != Opcode::Continuation {
+            self.pmd.rd_compressed = header.rsv1 && self.pmd.inflater.is_some();
+        }
+        self.pmd.rd_clear = 0;
+    }
+
+    /// True when the read operation's frames go through the inflater.
+    pub(crate) fn inflating(&self, consumer: Consumer) -> bool {
+        consumer == Consumer::Read && self.pmd.rd_compressed
+    }
+
+    /// Inflates payload of the current frame of a compressed message into the read
+    /// operation's buffer, at most the room its limit leaves. At the end of the message's
+    /// last frame the `00 00 ff ff` tail is inflated and the output drained.
+    pub(crate) fn step_inflate(&mut self, handle: &Handle, consumer: Consumer) -> Step {
+        let Some(frame) = self.rd_frame else {
+            return Step::Progress;
+        };
+        let Some(op) = self.read_op.as_ref() else {
+            return Step::NeedInput;
+        };
+        let room = op.limit - op.n;
+        if room == 0 {
+            self.complete_read(handle, Ok(()));
+            return Step::Finished;
+        }
+        let avail = self.rd_buf.len().min(self.rd_remain as usize);
+        let frame_end = avail as u64 == self.rd_remain;
+        let last = frame.fin && frame_end;
+        if avail == 0 && !frame_end {
+            return Step::NeedInput;
+        }
+        if let Some(key) = frame.mask {
+            let clear = self.pmd.rd_clear;
+            if clear < avail {
+                self.rd_phase = apply_mask(&mut self.rd_buf[clear..avail], key, self.rd_phase);
+                self.pmd.rd_clear = avail;
+            }
+        }
+        let Some(inflater) = self.pmd.inflater.as_mut() else {
+            return Step::NeedInput;
+        };
+        let Some(op) = self.read_op.as_mut() else {
+            return Step::NeedInput;
+        };
+        let space = op.buffer.max_size() - op.buffer.size();
+        let max_out = room.min(space).min(INFLATE_STEP);
+        let limit = match self.opts.read_message_max {
+            0 => usize::MAX,
+            max => usize::try_from(max).unwrap_or(usize::MAX),
+        };
+        let result = match op.buffer.prepare(max_out.max(1)) {
+            Err(e) => Err(e),
+            Ok(mut area) => inflater.inflate_into(&self.rd_buf[..avail], last, &mut area, limit),
+        };
+        let progress = match result {
+            Ok(p) => p,
+            Err(Error::BufferOverflow) => {
+                // Beast: the dynamic buffer overflowed; the stream is failed, no close frame.
+                let err = self.deliver(Error::BufferOverflow);
+                self.status = Status::Failed;
+                self.complete_read(handle, Err(err));
+                return Step::Finished;
+            }
+            Err(e) => {
+                // Corrupt data (1007, where Beast sends no close frame) or a message past
+                // `read_message_max` once inflated (1009).
+                self.fail_protocol(consumer, e);
+                return Step::Finished;
+            }
+        };
+        op.buffer.commit(progress.written);
+        if self.rd_text && progress.written > 0 {
+            let data = op.buffer.data();
+            let fresh = &data[data.len() - progress.written..];
+            if let Err(e) = self.utf8.feed(fresh) {
+                drop(data);
+                self.fail_protocol(consumer, e);
+                return Step::Finished;
+            }
+        }
+        op.n += progress.written;
+        let whole = op.whole;
+        let delivered = op.n > 0;
+        let consumed = progress.consumed;
+        bytes::Buf::advance(&mut self.rd_buf, consumed);
+        self.rd_remain -= consumed as u64;
+        self.pmd.rd_clear -= consumed.min(self.pmd.rd_clear);
+        if (last && progress.done) || (!frame.fin && self.rd_remain == 0) {
+            return self.end_of_frame(handle, consumer);
+        }
+        if !whole && delivered {
+            self.complete_read(handle, Ok(()));
+            return Step::Finished;
+        }
+        if consumed == 0 && progress.written == 0 {
+            return Step::NeedInput;
+        }
+        Step::Progress
+    }
+
+    // ---------------------------------------------------------------- writing
+
+    /// Decides, at the start of a message, whether it is compressed (Beast: negotiated,
+    /// `compress()`, and the first write at least `msg_size_threshold` bytes), and says
+    /// whether `op` goes through the compressor.
+    pub(crate) fn pmd_write(&mut self, op: &WriteOp) -> bool {
+        if !self.wr_cont && !self.pmd.wr_in_msg && !op.emitted {
+            self.pmd.wr_compress = self.pmd.deflater.is_some()
+                && self.pmd.compress
+                && op.data.remaining() >= self.pmd.opts.msg_size_threshold;
+        }
+        self.pmd.wr_compress
+    }
+
+    /// Compresses the write's data into frames of at most `write_buffer_bytes` (at least
+    /// [`MIN_DEFLATE_CHUNK`]) compressed bytes, one frame per chunk, whatever
+    /// `auto_fragment` says (as Beast). A non-final write may emit nothing (compression
+    /// latency); it completes once its data is taken. Returns true on progress.
+    pub(crate) fn advance_write_deflate(&mut self, handle: &Handle, mut op: WriteOp) -> bool {
+        op.emitted = true; // started: the compression decision holds for the whole op
+        if !self.pmd.wr_in_msg {
+            self.pmd.wr_in_msg = true;
+            self.pmd.wr_first = true;
+            self.wr_opcode = if self.opts.binary {
+                Opcode::Binary
+            } else {
+                Opcode::Text
+            };
+        }
+        let chunk = self.opts.write_buffer_bytes.max(MIN_DEFLATE_CHUNK);
+        let mut progressed = false;
+        let mut buf = std::mem::take(&mut self.pmd.wr_buf);
+        let outcome = loop {
+            let remaining = op.data.remaining();
+            if !op.fin && remaining == 0 {
+                break Ok(true);
+            }
+            if self.out.len() >= self.opts.high_water() {
+                break Ok(false);
+            }
+            let Some(deflater) = self.pmd.deflater.as_mut() else {
+                break Err(Error::OperationAborted);
+            };
+            let input = op.data.chunk();
+            let piece_last = op.fin && input.len() == remaining;
+            buf.clear();
+            let p = match deflater.compress(input, piece_last, &mut buf, chunk) {
+                Ok(p) => p,
+                Err(e) => break Err(e),
+            };
+            op.data.advance(p.consumed);
+            op.taken += p.consumed;
+            progressed = true;
+            let end = piece_last && p.done;
+            if p.written > 0 || end {
+                let opcode = if self.pmd.wr_first {
+                    self.wr_opcode
+                } else {
+                    Opcode::Continuation
+                };
+                self.emit_deflated(end, opcode, self.pmd.wr_first, &mut buf);
+                self.pmd.wr_first = false;
+                self.wr_cont = !end;
+            }
+            if end {
+                self.pmd.wr_in_msg = false;
+                self.wr_cont = false;
+                break Ok(true);
+            }
+        };
+        self.pmd.wr_buf = buf;
+        match outcome {
+            Ok(true) => {
+                handle.complete_io(op.handler, Ok(()), op.taken);
+                true
+            }
+            Ok(false) => {
+                self.write_op = Some(op);
+                progressed
+            }
+            Err(e) => {
+                self.status = Status::Failed;
+                let e = self.deliver(e);
+                handle.complete_io(op.handler, Err(e), op.taken);
+                true
+            }
+        }
+    }
+
+    /// Appends one frame of compressed payload (masked in place for a client).
+    fn emit_deflated(&mut self, fin: bool, opcode: Opcode, rsv1: bool, payload: &mut [u8]) {
+        let mask = match self.role {
+            Role::Client => Some(mask_key(self.opts.secure_prng)),
+            Role::Server => None,
+        };
+        let mut header = FrameHeader::new(fin, opcode, payload.len() as u64, mask);
+        header.rsv1 = rsv1;
+        let mut raw = [0u8; MAX_HEADER_LEN];
+        let n = header.encode(&mut raw);
+        self.out.push_copy(&raw[..n]);
+        if let Some(key) = mask {
+            apply_mask(payload, key, 0);
+        }
+        self.out.push_copy(payload);
+    }
+}
