@@ -12,6 +12,7 @@ use std::process::ExitCode;
 use std::rc::Rc;
 
 use rbeast::net::{FlatBuffer, Handle, IoContext, Resolver, TcpStream};
+use rbeast::proto::deflate::PermessageDeflate;
 use rbeast::websocket::Stream;
 use rbeast::Error;
 
@@ -47,10 +48,18 @@ fn open(c: &Rc<Client>, target: String, then: impl FnOnce(Ws) + 'static) {
             eprintln!("nodelay: {e}");
         }
         let ws = Stream::new(s);
-        // As the server example: no automatic fragmentation, messages up to 64 MiB.
-        // permessage-deflate: enable here (client role) once websocket::Stream supports it.
+        // As the server example: no automatic fragmentation, messages up to 64 MiB, and
+        // permessage-deflate offered (compression level 3).
         ws.set_auto_fragment(false);
         ws.set_read_message_max(64 * 1024 * 1024);
+        let pmd = PermessageDeflate {
+            client_enable: true,
+            comp_level: 3,
+            ..PermessageDeflate::default()
+        };
+        if let Err(e) = ws.set_permessage_deflate(pmd) {
+            eprintln!("permessage-deflate: {e}");
+        }
         let (w, host, path) = (ws.clone(), c2.host.clone(), target.clone());
         ws.async_handshake(&host, &path, move |r| match r {
             Ok(()) => then(w),

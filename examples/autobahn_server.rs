@@ -9,6 +9,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::process::ExitCode;
 
 use rbeast::net::{FlatBuffer, IoContext, TcpAcceptor, TcpStream};
+use rbeast::proto::deflate::PermessageDeflate;
 use rbeast::websocket::Stream;
 use rbeast::Error;
 
@@ -18,9 +19,16 @@ type Ws = Stream<TcpStream>;
 fn tune(ws: &Ws) {
     ws.set_auto_fragment(false);
     ws.set_read_message_max(64 * 1024 * 1024);
-    // permessage-deflate: enable here (server role, as Beast's server/fast does with
-    // compLevel 3) once websocket::Stream supports it; until then the suite's cases
-    // 12.* and 13.* report UNIMPLEMENTED.
+    // permessage-deflate in the server role, with compression level 3 as Beast's
+    // server/fast; every window size the client offers is accepted.
+    let pmd = PermessageDeflate {
+        server_enable: true,
+        comp_level: 3,
+        ..PermessageDeflate::default()
+    };
+    if let Err(e) = ws.set_permessage_deflate(pmd) {
+        eprintln!("permessage-deflate: {e}");
+    }
 }
 
 /// Reads one message and writes it back with the same opcode, until the connection ends.
