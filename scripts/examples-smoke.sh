@@ -29,6 +29,16 @@ for threads in 1 2; do
     echo "websocket_server_async ($threads threads) + websocket_client_async: ok"
 done
 
+# The benchmark echo server, plain and with permessage-deflate.
+for flag in "" "--deflate"; do
+    port=$(free_port)
+    "$bin/websocket_server_bench" --port "$port" $flag & pids+=($!)
+    wait_port "$port"
+    got=$("$bin/websocket_client_async" 127.0.0.1 "$port" "bench echo")
+    [ "$got" = "bench echo" ] || { echo "websocket_server_bench $flag: got '$got'" >&2; exit 1; }
+    echo "websocket_server_bench $flag + websocket_client_async: ok"
+done
+
 # TCP echo server with a plain socket client.
 port=$(free_port)
 "$bin/tcp_echo_server" 127.0.0.1 "$port" >/dev/null & pids+=($!)
