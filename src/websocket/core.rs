@@ -324,7 +324,7 @@ impl<T: Transport> Core<T> {
     // ---------------------------------------------------------------- writing
 
     /// Appends one frame taking `len` bytes from `data`.
-    fn emit_frame(&mut self, fin: bool, opcode: Opcode, data: &mut dyn Buf, len: usize) {
+    pub(crate) fn emit_frame(&mut self, fin: bool, opcode: Opcode, data: &mut dyn Buf, len: usize) {
         let mask = match self.role {
             Role::Client => Some(mask_key(self.opts.secure_prng)),
             Role::Server => None,

@@ -61,6 +61,18 @@ impl Default for PmdState {
     }
 }
 
+impl PmdState {
+    /// True when a new message of `len` bytes would be compressed.
+    pub(crate) fn would_compress(&self, len: usize) -> bool {
+        self.deflater.is_some() && self.compress && len >= self.opts.msg_size_threshold
+    }
+
+    /// True while a compressed message is being written.
+    pub(crate) fn writing_message(&self) -> bool {
+        self.wr_in_msg
+    }
+}
+
 impl<T: Transport> Core<T> {
     /// The handshake agreed on `params` (or on no compression): set the frame rules and the
     /// codec for this connection. Called after [`Core::open`].

@@ -11,9 +11,11 @@ mod handshake;
 mod output;
 mod stream;
 mod timeout;
+mod write_queue;
 
 pub use stream::Stream;
 pub use timeout::Timeout;
+pub use write_queue::WriteQueue;
 
 /// The kind of control frame given to the control callback (Beast's `frame_type`).
 ///

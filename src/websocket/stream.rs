@@ -185,8 +185,22 @@ impl<T: Transport> Stream<T> {
         self.inner.core.borrow_mut()
     }
 
-    fn handle(&self) -> &Handle {
+    pub(crate) fn handle(&self) -> &Handle {
         &self.inner.handle
+    }
+
+    /// Frames a whole message at once if the write side is free and the output has room
+    /// (see [`WriteQueue`](super::WriteQueue)).
+    pub(crate) fn try_emit_message(
+        &self,
+        binary: bool,
+        data: &bytes::Bytes,
+    ) -> Result<bool, Error> {
+        let emitted = self.core().try_emit_message(binary, data);
+        if emitted == Ok(true) {
+            self.inner.drive();
+        }
+        emitted
     }
 
     // ---------------------------------------------------------------- observers
