@@ -11,6 +11,8 @@ use rbeast::websocket::{Stream, WriteQueue};
 use rbeast::{Error, Role};
 
 type Ws = Stream<test::Stream>;
+/// Messages read, with their binary flag.
+type Received = Rc<RefCell<Vec<(Vec<u8>, bool)>>>;
 
 fn open_pair(ctx: &IoContext) -> (Ws, Ws) {
     let (a, b) = test::Stream::pair(ctx);
@@ -23,7 +25,7 @@ fn open_pair(ctx: &IoContext) -> (Ws, Ws) {
 /// Reads `n` messages; returns them with their binary flag.
 fn read_all(ws: &Ws, ctx: &IoContext, n: usize) -> Vec<(Vec<u8>, bool)> {
     let got = Rc::new(RefCell::new(Vec::new()));
-    fn next(ws: Ws, got: Rc<RefCell<Vec<(Vec<u8>, bool)>>>, left: usize) {
+    fn next(ws: Ws, got: Received, left: usize) {
         if left == 0 {
             return;
         }
