@@ -39,6 +39,20 @@ for flag in "" "--deflate"; do
     echo "websocket_server_bench $flag + websocket_client_async: ok"
 done
 
+# The chat server: the page over HTTP, and a message broadcast back to its sender.
+port=$(free_port)
+"$bin/websocket_chat_server" 127.0.0.1 "$port" 2 & pids+=($!)
+wait_port "$port"
+got=$("$bin/websocket_client_async" 127.0.0.1 "$port" "hello room")
+[ "$got" = "hello room" ] || { echo "websocket_chat_server: got '$got'" >&2; exit 1; }
+python3 - "$port" <<'PY'
+import sys, urllib.request
+r = urllib.request.urlopen("http://127.0.0.1:%s/" % sys.argv[1], timeout=10)
+page = r.read()
+assert r.status == 200 and b"new WebSocket" in page, "chat page"
+PY
+echo "websocket_chat_server: ok"
+
 # TCP echo server with a plain socket client.
 port=$(free_port)
 "$bin/tcp_echo_server" 127.0.0.1 "$port" >/dev/null & pids+=($!)
