@@ -15,6 +15,8 @@ use rbeast::Error;
 
 type Ws = Stream<TcpStream>;
 type Results = Rc<RefCell<Vec<(&'static str, Result<(), Error>)>>>;
+/// A stream once the script has created it.
+type Slot = Rc<RefCell<Option<Ws>>>;
 
 thread_local! {
     /// Operations started by the script in this thread.
@@ -32,7 +34,7 @@ fn allowed(e: &Error) -> bool {
 }
 
 /// Starts the script; returns the two streams (the client once connected) and the log.
-fn script(ctx: &IoContext) -> (Rc<RefCell<Option<Ws>>>, Rc<RefCell<Option<Ws>>>, Results) {
+fn script(ctx: &IoContext) -> (Slot, Slot, Results) {
     let results: Results = Rc::new(RefCell::new(Vec::new()));
     let acceptor = TcpAcceptor::bind(ctx, "127.0.0.1:0".parse().unwrap()).unwrap();
     let addr = acceptor.local_addr().unwrap();
