@@ -3,7 +3,9 @@
 # Usage: scripts/examples-smoke.sh [target-dir-profile]   (default: debug)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bin="target/${1:-debug}/examples"
+profile="${1:-debug}"
+bin="target/$profile/examples"
+if [ "$profile" = release ]; then cargo build --release --examples; else cargo build --examples; fi
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; }
 trap cleanup EXIT
