@@ -112,6 +112,8 @@ pub(crate) struct Inner {
     signals_spare: RefCell<Vec<(IoToken, Readiness)>>,
     flushes: RefCell<Vec<Rc<dyn Flush>>>,
     flushes_spare: RefCell<Vec<Rc<dyn Flush>>>,
+    /// Flushes held back to the end of the next turn.
+    held_flushes: RefCell<Vec<Rc<dyn Flush>>>,
     /// The OS event buffer, kept between polls.
     events: RefCell<Option<mio::Events>>,
     pub(crate) timers: RefCell<TimerQueue>,
@@ -200,6 +202,7 @@ impl IoContext {
             signals_spare: RefCell::new(Vec::new()),
             flushes: RefCell::new(Vec::new()),
             flushes_spare: RefCell::new(Vec::new()),
+            held_flushes: RefCell::new(Vec::new()),
             events: RefCell::new(None),
             timers: RefCell::new(TimerQueue::default()),
             work: Cell::new(0),
@@ -446,6 +449,13 @@ impl Handle {
         self.inner.flushes.borrow_mut().push(target);
     }
 
+    /// Asks for `target.flush()` at the end of the next turn instead of this one (a
+    /// connection whose reads keep completing from buffered input holds its output, so that
+    /// the replies to several messages leave in one write).
+    pub(crate) fn defer_flush_next_turn(&self, target: Rc<dyn Flush>) {
+        self.inner.held_flushes.borrow_mut().push(target);
+    }
+
     /// Counts an operation as outstanding work (keeps `run` running).
     pub(crate) fn work_started(&self) {
         self.inner.work.set(self.inner.work.get() + 1);
@@ -568,6 +578,7 @@ impl Inner {
             || !self.ready.borrow().is_empty()
             || !self.signals.borrow().is_empty()
             || !self.flushes.borrow().is_empty()
+            || !self.held_flushes.borrow().is_empty()
             || self.remote.work.load(Ordering::SeqCst) > 0
             || !self.tasks.is_empty()
     }
@@ -587,6 +598,11 @@ impl Inner {
         loop {
             if self.is_stopped() {
                 return count;
+            }
+            // Flushes held back by the last turn run at the end of this one.
+            if !self.held_flushes.borrow().is_empty() {
+                let mut held = self.held_flushes.borrow_mut();
+                self.flushes.borrow_mut().append(&mut held);
             }
             // Run the handlers that are ready now; handlers they queue wait for the next turn
             // so that I/O is polled between batches.
@@ -615,6 +631,7 @@ impl Inner {
             // `notified` flag suppresses it), so they too forbid sleeping.
             let busy = !self.ready.borrow().is_empty()
                 || !self.signals.borrow().is_empty()
+                || !self.held_flushes.borrow().is_empty()
                 || !self.tasks.is_empty();
             let now = Instant::now();
             if let Some(d) = deadline {
@@ -797,7 +814,8 @@ impl Inner {
                 .filter_map(|(_, r)| r.object.upgrade())
                 .collect();
             let timers = self.timers.borrow_mut().take_all();
-            let flushes = std::mem::take(&mut *self.flushes.borrow_mut());
+            let mut flushes = std::mem::take(&mut *self.flushes.borrow_mut());
+            flushes.append(&mut self.held_flushes.borrow_mut());
             let signals = std::mem::take(&mut *self.signals.borrow_mut());
             let remote_slots = std::mem::take(&mut *self.remote_slots.borrow_mut());
             let tasks: Vec<Task> = self.tasks.try_iter().collect();

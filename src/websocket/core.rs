@@ -31,6 +31,8 @@ use crate::{Error, Role};
 const ZERO_COPY_MIN: usize = 1024;
 /// Bytes asked of the transport per read.
 const READ_CHUNK: usize = 64 * 1024;
+/// Turns in a row the output may be held back while buffered messages are answered.
+const MAX_HOLDS: u32 = 64;
 /// Rounds of the engine per event, so that one busy peer cannot starve the others.
 const MAX_ROUNDS: usize = 64;
 
@@ -156,6 +158,10 @@ pub(crate) struct Core<T: Transport> {
     pub(crate) wr_auto_fragment: bool,
     pub(crate) wr_close: bool,
     pub(crate) flush_scheduled: bool,
+    /// A read completed since the output was last considered for flushing.
+    read_done: bool,
+    /// Consecutive turns the output was held back.
+    holds: u32,
     pub(crate) flush_blocked: bool,
 
     // operations
@@ -200,6 +206,8 @@ impl<T: Transport> Core<T> {
             wr_auto_fragment: true,
             wr_close: false,
             flush_scheduled: false,
+            read_done: false,
+            holds: 0,
             flush_blocked: false,
             read_op: None,
             read_suspended: false,
@@ -412,6 +420,20 @@ impl<T: Transport> Core<T> {
         }
     }
 
+    /// Decides, at the end of a turn, whether to hold the output back one more turn: a read
+    /// completed and more input is already buffered, so the application is about to reply
+    /// to the next message too and both replies can leave in one write. Bounded by the
+    /// high-water mark and by `MAX_HOLDS` turns in a row.
+    pub(crate) fn hold_output(&mut self) -> bool {
+        let hold = self.read_done
+            && !self.rd_buf.is_empty()
+            && self.out.len() < self.opts.high_water()
+            && self.holds < MAX_HOLDS;
+        self.read_done = false;
+        self.holds = if hold { self.holds + 1 } else { 0 };
+        hold
+    }
+
     /// Writes queued output now. Returns true when something was written.
     pub(crate) fn flush_now(&mut self, handle: &Handle) -> bool {
         self.flush_scheduled = false;
@@ -529,6 +551,7 @@ impl<T: Transport> Core<T> {
     }
 
     pub(crate) fn complete_read(&mut self, handle: &Handle, result: Result<(), Error>) {
+        self.read_done = result.is_ok();
         if let Some(op) = self.read_op.take() {
             handle.complete_io(op.handler, result, op.n);
         }

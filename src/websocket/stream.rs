@@ -90,6 +90,13 @@ impl<T: Transport> crate::net::TimerTarget for Inner<T> {
 
 impl<T: Transport> crate::net::Flush for Inner<T> {
     fn flush(&self) {
+        let hold = self.core.borrow_mut().hold_output();
+        if hold {
+            if let Some(me) = self.me.upgrade() {
+                self.handle.defer_flush_next_turn(me);
+                return;
+            }
+        }
         let progressed = self.core.borrow_mut().flush_now(&self.handle);
         if progressed {
             // Room in the output may let a parked write go on; a failed flush completes
