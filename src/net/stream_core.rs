@@ -31,6 +31,9 @@ pub(crate) trait RawIo: Sized + 'static {
     fn raw_is_open(&self) -> bool;
     /// Readiness arrived; kinds with extra operations (TCP connect) advance them here.
     fn on_ready_extra(_core: &StreamCore<Self>, _readiness: Readiness) {}
+    /// Asks for (or stops asking for) writability events. Kinds whose writability is
+    /// signalled only on demand (TCP, to spare a wake-up after every write) override it.
+    fn want_writable(_core: &StreamCore<Self>, _on: bool) {}
     /// Cancel extra operations.
     fn cancel_extra(_core: &StreamCore<Self>) {}
     /// Drop extra parked handlers at shutdown.
@@ -174,10 +177,18 @@ impl<R: RawIo> StreamCore<R> {
                 Err(e) => {
                     if e.kind() == io::ErrorKind::WouldBlock {
                         self.writable.set(false);
+                        R::want_writable(self, true);
                     }
                     return Err(e);
                 }
-                ok => return ok,
+                Ok(n) => {
+                    if n == bufs.iter().map(|b| b.len()).sum::<usize>() {
+                        // Everything went: no need to hear about writability until a write
+                        // would block again.
+                        R::want_writable(self, false);
+                    }
+                    return Ok(n);
+                }
             }
         }
     }

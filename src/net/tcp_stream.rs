@@ -1,6 +1,6 @@
 //! `TcpStream`: a non-blocking TCP socket driven by the context (asio's `tcp::socket`).
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::io::{self, IoSlice, Read, Write};
 use std::net::{Shutdown, SocketAddr};
 use std::rc::Rc;
@@ -15,6 +15,33 @@ use crate::Error;
 pub(crate) struct TcpIo {
     sock: RefCell<Option<mio::net::TcpStream>>,
     connect: RefCell<Option<WaitHandler>>,
+    /// Registered for writability events too (while connecting, or after a write would
+    /// block). Otherwise only readability is registered, so that a connection is not woken
+    /// after every write when the peer's acknowledgements free send buffer space.
+    write_interest: Cell<bool>,
+}
+
+impl TcpIo {
+    fn register_interest(core: &StreamCore<Self>, writable: bool) -> io::Result<()> {
+        let Some(token) = core.token.get() else {
+            return Ok(());
+        };
+        let interest = if writable {
+            Interest::READABLE | Interest::WRITABLE
+        } else {
+            Interest::READABLE
+        };
+        match core.io.sock.borrow_mut().as_mut() {
+            Some(sock) => {
+                core.handle
+                    .registry()
+                    .reregister(sock, token.mio_token(), interest)?;
+                core.io.write_interest.set(writable);
+                Ok(())
+            }
+            None => Ok(()),
+        }
+    }
 }
 
 fn not_connected() -> io::Error {
@@ -78,10 +105,20 @@ impl RawIo for TcpIo {
         let Some(outcome) = outcome else { return };
         if outcome.is_err() {
             core.io.raw_close();
+        } else {
+            Self::want_writable(core, false);
         }
         let handler = core.io.connect.borrow_mut().take();
         if let Some(handler) = handler {
             core.handle.complete_wait(handler, outcome);
+        }
+    }
+
+    fn want_writable(core: &StreamCore<Self>, on: bool) {
+        if core.io.write_interest.get() != on {
+            // A failed re-registration leaves the old interest; the next I/O reports any
+            // real problem with the socket.
+            let _ = TcpIo::register_interest(core, on);
         }
     }
 
@@ -146,12 +183,13 @@ impl TcpStream {
         let io = TcpIo {
             sock: RefCell::new(None),
             connect: RefCell::new(None),
+            write_interest: Cell::new(false),
         };
         let core = StreamCore::new(handle, io, connected);
         let stream = TcpStream { core };
         if let Some(sock) = sock {
             // Registration failing leaves the stream closed; its operations then abort.
-            let _ = stream.install(sock);
+            let _ = stream.install(sock, false);
         }
         stream
     }
@@ -162,19 +200,26 @@ impl TcpStream {
         sock: mio::net::TcpStream,
     ) -> io::Result<TcpStream> {
         let stream = TcpStream::with_socket(handle, None);
-        stream.install(sock)?;
+        stream.install(sock, false)?;
         // A fresh connection can take data at once; readability arrives as an event.
         stream.core.set_latches(false, true);
         Ok(stream)
     }
 
-    fn install(&self, mut sock: mio::net::TcpStream) -> io::Result<()> {
+    /// Registers `sock`; `writable` asks for writability events too (needed to learn that a
+    /// connect completed).
+    fn install(&self, mut sock: mio::net::TcpStream, writable: bool) -> io::Result<()> {
         let token = self.core.token.get().ok_or_else(not_connected)?;
-        self.core.handle.registry().register(
-            &mut sock,
-            token.mio_token(),
-            Interest::READABLE | Interest::WRITABLE,
-        )?;
+        let interest = if writable {
+            Interest::READABLE | Interest::WRITABLE
+        } else {
+            Interest::READABLE
+        };
+        self.core
+            .handle
+            .registry()
+            .register(&mut sock, token.mio_token(), interest)?;
+        self.core.io.write_interest.set(writable);
         *self.core.io.sock.borrow_mut() = Some(sock);
         Ok(())
     }
@@ -203,7 +248,7 @@ impl TcpStream {
         }
         self.core.close();
         self.core.set_latches(false, false);
-        let started = mio::net::TcpStream::connect(addr).and_then(|s| self.install(s));
+        let started = mio::net::TcpStream::connect(addr).and_then(|s| self.install(s, true));
         if let Err(e) = started {
             self.core.io.raw_close();
             handle.post_wait(Box::new(handler), Err(Error::from(e)));
