@@ -141,3 +141,64 @@ fn a_tcp_echo_allocates_at_most_the_handler_per_operation() {
         "{per_op:.3} allocations per operation (the handler box is 1)"
     );
 }
+
+/// Allocations per echo cycle of a `size`-byte message over WebSocket streams on
+/// `test::Stream`, with frames of at most `frame` bytes.
+fn websocket_echo_allocations(size: usize, frame: usize) -> f64 {
+    use rbeast::websocket::Stream;
+    use rbeast::Role;
+    let ctx = IoContext::new().unwrap();
+    let (a, b) = rbeast::test::Stream::pair(&ctx);
+    let (client, server) = (Stream::new(a), Stream::new(b));
+    client.open_unchecked(Role::Client);
+    server.open_unchecked(Role::Server);
+    for ws in [&client, &server] {
+        ws.set_binary(true);
+        ws.set_write_buffer_bytes(frame).unwrap();
+    }
+    let message = Bytes::from(vec![7u8; size]);
+    fn serve(ws: Stream<rbeast::test::Stream>, buf: FlatBuffer) {
+        let (w, b) = (ws.clone(), buf.clone());
+        ws.async_read(&buf, move |r, _| {
+            if r.is_ok() {
+                let w2 = w.clone();
+                w.async_write(b.take(), move |r, _| {
+                    if r.is_ok() {
+                        serve(w2, b);
+                    }
+                });
+            }
+        });
+    }
+    serve(server.clone(), FlatBuffer::new());
+    let buf = FlatBuffer::new();
+    let cycle = |n: usize| {
+        for _ in 0..n {
+            client.async_write(message.clone(), |r, _| r.unwrap());
+            client.async_read(&buf, |r, _| r.unwrap());
+            while buf.size() < size {
+                ctx.run_one();
+            }
+            buf.clear();
+            ctx.poll();
+        }
+    };
+    cycle(WARM_UP);
+    let before = allocations();
+    cycle(MEASURED);
+    (allocations() - before) as f64 / MEASURED as f64
+}
+
+#[test]
+fn websocket_frames_allocate_nothing_beyond_their_operations() {
+    let one_frame = websocket_echo_allocations(4096, 4096);
+    let many_frames = websocket_echo_allocations(4096, 64); // 64 frames each way
+    println!("allocations per echo: {one_frame} (1 frame), {many_frames} (64 frames)");
+    // Per cycle: the boxed handlers and buffers of four operations, and the server's read
+    // buffer growing again after it handed its bytes out.
+    assert!(one_frame <= 6.0, "{one_frame} allocations per echo");
+    assert!(
+        many_frames - one_frame < 0.5,
+        "frames must not allocate: {one_frame} per echo with one frame, {many_frames} with 64"
+    );
+}
