@@ -187,3 +187,40 @@ fn after_a_close_every_queued_message_is_aborted() {
     ctx.run();
     assert_eq!(*results.borrow(), vec![Err(Error::OperationAborted); 3]);
 }
+
+#[test]
+fn a_pong_goes_out_between_the_frames_of_a_long_message() {
+    let ctx = IoContext::new().unwrap();
+    let (client, server) = tcp_pair(&ctx);
+    client.set_read_message_max(64 << 20);
+    // The server sends 32 MiB in 4 KiB frames, more than the sockets buffer, and reads.
+    server.async_read(&FlatBuffer::new(), |_, _| {});
+    server.set_binary(true);
+    server.async_write(bytes::Bytes::from(vec![5u8; 32 << 20]), |r, _| {
+        assert_eq!(r, Ok(()))
+    });
+    ctx.poll();
+    // The client pings, then reads the long message.
+    let order = Rc::new(RefCell::new(Vec::new()));
+    let o = order.clone();
+    client.set_control_callback(move |kind, _| o.borrow_mut().push(format!("{kind:?}")));
+    client.async_ping(b"p", |r| assert_eq!(r, Ok(())));
+    let (o, buf) = (order.clone(), FlatBuffer::new());
+    let b = buf.clone();
+    let keep = (client.clone(), server.clone());
+    let handle = ctx.handle().clone();
+    client.async_read(&buf, move |r, n| {
+        let _ = &keep;
+        assert_eq!(r, Ok(()));
+        assert_eq!(n, 32 << 20);
+        assert!(b.data().iter().all(|&x| x == 5));
+        o.borrow_mut().push("message".to_string());
+        // The server's read stays pending: stop here.
+        handle.stop();
+    });
+    ctx.run();
+    assert_eq!(
+        *order.borrow(),
+        vec!["Pong".to_string(), "message".to_string()]
+    );
+}

@@ -631,7 +631,7 @@ impl Inner {
                 }
             }
             self.run_flushes();
-            if count == limit {
+            if count == limit || self.is_stopped() {
                 return count;
             }
             if !self.has_work() {
@@ -920,6 +920,18 @@ mod tests {
         assert!(ctx.stopped());
         assert_eq!(ctx.run(), 0, "a stopped context runs nothing");
         ctx.restart();
+        assert_eq!(ctx.run(), 1);
+    }
+
+    #[test]
+    fn stop_from_the_last_handler_returns_without_waiting_for_io() {
+        let ctx = IoContext::new().unwrap();
+        // Pending work that never completes by itself.
+        let t = SteadyTimer::new(&ctx);
+        t.expires_after(Duration::from_secs(3600));
+        t.async_wait(|_| {});
+        let h = ctx.handle().clone();
+        ctx.post(move || h.stop());
         assert_eq!(ctx.run(), 1);
     }
 
