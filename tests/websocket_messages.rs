@@ -327,6 +327,18 @@ fn protocol_violations_send_beasts_close_codes() {
             Error::BadDataFrame,
             1002,
         ),
+        // A 16-bit length for 5 bytes: not the shortest form.
+        (
+            vec![0x82, 0xFE, 0x00, 0x05, 1, 2, 3, 4, 0, 0, 0, 0, 0],
+            Error::BadSize,
+            1002,
+        ),
+        (masked(0x89, &[0u8; 126]), Error::BadControlSize, 1002),
+        (
+            masked(0x88, &[0x03, 0xe8, 0xff, 0xfe]),
+            Error::BadClosePayload,
+            1002,
+        ),
     ];
     for (input, error, code) in cases {
         assert_eq!(
@@ -478,4 +490,22 @@ fn a_read_started_while_a_close_tears_down_ends_aborted() {
     ctx.run_for(std::time::Duration::from_secs(5));
     assert!(closed.get());
     assert_eq!(*read.borrow(), Some(Err(Error::OperationAborted)));
+}
+
+#[test]
+fn a_client_rejects_a_masked_frame_with_1002() {
+    let ctx = IoContext::new().unwrap();
+    let ws = Stream::new(test::Stream::new(&ctx));
+    ws.open_unchecked(Role::Client);
+    ws.next_layer().append(&masked(0x81, b"masked"));
+    ws.next_layer().close_remote();
+    ws.async_read(&FlatBuffer::new(), fail_handler(Error::BadMaskedFrame));
+    ctx.run();
+    let out = ws.next_layer().take_output();
+    // The client's close frame is masked: opcode, length with the mask bit, key, payload.
+    assert_eq!(out[0], 0x88);
+    assert_eq!(out[1], 0x82);
+    let key = [out[2], out[3], out[4], out[5]];
+    let code = [out[6] ^ key[0], out[7] ^ key[1]];
+    assert_eq!(u16::from_be_bytes(code), 1002);
 }
