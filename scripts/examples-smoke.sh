@@ -31,6 +31,21 @@ for threads in 1 2; do
     echo "websocket_server_async ($threads threads) + websocket_client_async: ok"
 done
 
+# A message sent in parts and read in parts; keep-alive pings and the control callback.
+port=$(free_port)
+"$bin/websocket_server_async" 127.0.0.1 "$port" 1 2>/dev/null & pids+=($!)
+wait_port "$port"
+out=$("$bin/websocket_client_fragmented" 127.0.0.1 "$port" "Hello, fragmented world")
+echo "$out" | grep -q "sent part 2" || { echo "websocket_client_fragmented: $out" >&2; exit 1; }
+joined=$(echo "$out" | sed -n 's/^part of [0-9]* bytes: "\(.*\)" (message done: .*)$/\1/p' | tr -d '\n')
+[ "$joined" = "Hello, fragmented world" ] || { echo "websocket_client_fragmented: got '$joined'" >&2; exit 1; }
+echo "$out" | tail -1 | grep -q "message done: true" || { echo "websocket_client_fragmented: $out" >&2; exit 1; }
+echo "websocket_client_fragmented: ok"
+out=$("$bin/websocket_ping_timeout" 127.0.0.1 "$port" 2)
+[ "$(echo "$out" | grep -c '^pong received')" -eq 2 ] || { echo "websocket_ping_timeout: $out" >&2; exit 1; }
+echo "$out" | grep -q '^closed: Ok(())' || { echo "websocket_ping_timeout: $out" >&2; exit 1; }
+echo "websocket_ping_timeout: ok"
+
 # The benchmark echo server, plain and with permessage-deflate.
 for flag in "" "--deflate"; do
     port=$(free_port)
