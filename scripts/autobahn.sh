@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs the Autobahn|Testsuite against rbeast in both roles, on loopback only:
-#   1. server role: examples/autobahn_server on 127.0.0.1 (a free port), checked by
+#   1. server role: examples/websocket_server_fast (Beast's server/fast) on 127.0.0.1 (a
+#      free port, one thread), checked by
 #      wstest -m fuzzingclient (server-check.sh);
 #   2. client role: examples/autobahn_client against wstest -m fuzzingserver
 #      (client-check.sh).
@@ -46,19 +47,19 @@ bash "$AUTOBAHN_DIR/setup.sh"
 
 echo "== build"
 cd "$ROOT"
-cargo build --release --example autobahn_server --example autobahn_client
+cargo build --release --example websocket_server_fast --example autobahn_client
 BIN="$ROOT/target/release/examples"
 mkdir -p "$OUT_ROOT"
 
 # ---------------------------------------------------------------- server role
 echo "== server role"
-SERVER_LOG="$OUT_ROOT/autobahn_server.log"
+SERVER_LOG="$OUT_ROOT/websocket_server_fast.log"
 # Port 0: the kernel picks a free port, which the server prints on its first line.
-"$BIN/autobahn_server" 127.0.0.1 0 >"$SERVER_LOG" 2>&1 &
+"$BIN/websocket_server_fast" 127.0.0.1 0 1 >"$SERVER_LOG" 2>&1 &
 SERVER_PID=$!
 PORT=""
 for _ in $(seq 1 100); do
-    PORT="$(sed -n 's|^autobahn echo server on ws://127\.0\.0\.1:\([0-9]*\)$|\1|p' "$SERVER_LOG")"
+    PORT="$(sed -n 's|^websocket_server_fast listening on ws://127\.0\.0\.1:\([0-9]*\)$|\1|p' "$SERVER_LOG")"
     [ -n "$PORT" ] && break
     kill -0 "$SERVER_PID" 2>/dev/null || break
     sleep 0.1

@@ -46,6 +46,66 @@ out=$("$bin/websocket_ping_timeout" 127.0.0.1 "$port" 2)
 echo "$out" | grep -q '^closed: Ok(())' || { echo "websocket_ping_timeout: $out" >&2; exit 1; }
 echo "websocket_ping_timeout: ok"
 
+# The fast echo server (permessage-deflate on, as Autobahn runs it): port 0 on one thread
+# (the address it prints), then a fixed port on two threads.
+log=$(mktemp)
+"$bin/websocket_server_fast" 127.0.0.1 0 1 >"$log" & pids+=($!)
+port=""
+for _ in $(seq 100); do
+    port=$(sed -n 's|^websocket_server_fast listening on ws://127\.0\.0\.1:\([0-9]*\)$|\1|p' "$log")
+    [ -n "$port" ] && break
+    sleep 0.1
+done
+rm -f "$log"
+[ -n "$port" ] || { echo "websocket_server_fast did not print its address" >&2; exit 1; }
+got=$("$bin/websocket_client_async" 127.0.0.1 "$port" "fast echo")
+[ "$got" = "fast echo" ] || { echo "websocket_server_fast (1 thread): got '$got'" >&2; exit 1; }
+# A client offering permessage-deflate: the server accepts, and echoes compressed.
+python3 - "$port" <<'PY'
+import base64, os, socket, struct, sys, zlib
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=10)
+key = base64.b64encode(os.urandom(16)).decode()
+s.sendall(("GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+           "Sec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\n"
+           "Sec-WebSocket-Extensions: permessage-deflate\r\n\r\n" % key).encode())
+head = b""
+while b"\r\n\r\n" not in head:
+    head += s.recv(1)
+assert head.startswith(b"HTTP/1.1 101") and b"permessage-deflate" in head.lower(), head
+text = b"compressed echo " * 64
+c = zlib.compressobj(zlib.Z_DEFAULT_COMPRESSION, zlib.DEFLATED, -15)
+payload = (c.compress(text) + c.flush(zlib.Z_SYNC_FLUSH))[:-4]
+mask = os.urandom(4)
+masked = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+size = bytes([0x80 | len(payload)]) if len(payload) < 126 else bytes([0x80 | 126]) + struct.pack("!H", len(payload))
+s.sendall(bytes([0xC1]) + size + mask + masked)
+def recv(n):
+    out = b""
+    while len(out) < n:
+        chunk = s.recv(n - len(out))
+        assert chunk, "connection closed"
+        out += chunk
+    return out
+b0, b1 = recv(2)
+n = b1 & 0x7F
+n = struct.unpack("!H", recv(2))[0] if n == 126 else struct.unpack("!Q", recv(8))[0] if n == 127 else n
+assert b0 == 0xC1, "expected a compressed final text frame, got %#x" % b0
+got = zlib.decompressobj(-15).decompress(recv(n) + b"\x00\x00\xff\xff")
+assert got == text, got
+s.sendall(bytes([0x88, 0x82]) + mask + bytes(b ^ mask[i] for i, b in enumerate(b"\x03\xe8")))
+b0, b1 = recv(2)
+assert b0 == 0x88 and recv(b1 & 0x7F) == b"\x03\xe8", "expected the close reply"
+assert s.recv(1) == b"", "expected the end of the stream"
+PY
+port=$(free_port)
+"$bin/websocket_server_fast" 127.0.0.1 "$port" 2 >/dev/null & pids+=($!)
+wait_port "$port"
+for text in "fast one" "fast two"; do
+    got=$("$bin/websocket_client_async" 127.0.0.1 "$port" "$text")
+    [ "$got" = "$text" ] || { echo "websocket_server_fast (2 threads): got '$got'" >&2; exit 1; }
+done
+echo "websocket_server_fast (1 and 2 threads) + websocket_client_async: ok"
+
 # The benchmark echo server, plain and with permessage-deflate.
 for flag in "" "--deflate"; do
     port=$(free_port)

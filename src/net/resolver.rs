@@ -42,8 +42,22 @@ impl Resolver {
         }
     }
 
-    /// Looks up `host` (a name or an address literal) and `port`. The handler gets the
-    /// addresses, or the lookup error; an empty result is reported as `NotFound`.
+    /// Looks up `host` (a name or an address literal) and `port` (asio's
+    /// `resolver::async_resolve`). The lookup runs on a helper thread; the handler runs on
+    /// the context's thread.
+    ///
+    /// # Handler
+    /// `FnOnce(Result<Vec<SocketAddr>, Error>)`: the addresses, in the system's order, each
+    /// with `port`.
+    ///
+    /// # Errors
+    /// - [`Error::Io`]: the lookup failed; an empty result is reported as
+    ///   `io::ErrorKind::NotFound`. A helper thread that cannot be started is reported the
+    ///   same way, with the system's error.
+    /// - [`Error::OperationAborted`]: [`cancel`](Resolver::cancel) was called first.
+    ///
+    /// # Concurrency
+    /// Any number of lookups may be pending at once, each on its own thread.
     ///
     /// ```
     /// # let ctx = rbeast::net::IoContext::new().unwrap();

@@ -454,9 +454,29 @@ pub(crate) use transport_via_core;
 macro_rules! async_ops_via_core {
     ($ty:ty, $setup:literal) => {
         impl $ty {
-            #[doc = "Reads some bytes, appending them to `buffer`; the handler gets the count."]
-            #[doc = "End of stream is [`Error::Eof`](crate::Error::Eof)."]
-            #[doc = ""]
+            /// Reads some bytes, appending them to `buffer` (asio's `async_read_some`): one
+            /// read of at most 64 KiB, bounded by the room left in `buffer`.
+            ///
+            /// # Handler
+            /// `FnOnce(Result<(), Error>, usize)`. `bytes_transferred` is the number of bytes
+            /// appended to `buffer` (at least 1 on success).
+            ///
+            /// # Errors
+            /// - [`Error::Eof`](crate::Error::Eof): the peer closed its side (end of stream).
+            /// - [`Error::BufferOverflow`](crate::Error::BufferOverflow): `buffer` is full
+            ///   (at its `max_size`).
+            /// - [`Error::OperationAborted`](crate::Error::OperationAborted): the stream is
+            ///   not open, or was closed or cancelled while the read waited.
+            /// - [`Error::Io`](crate::Error::Io), and
+            ///   [`Error::TestFailure`](crate::Error::TestFailure) from a
+            ///   [`FailCount`](crate::test::FailCount) on a `test::Stream`.
+            ///
+            /// # Concurrency
+            /// One read at a time (`async_read_some` or `async_read`): a second one while
+            /// it is outstanding completes with
+            /// [`Error::AlreadyStarted`](crate::Error::AlreadyStarted) and the first keeps
+            /// going. A read and a write may be outstanding together.
+            ///
             #[doc = "```"]
             #[doc = $setup]
             #[doc = "let buf = rbeast::net::FlatBuffer::new();"]
@@ -470,9 +490,22 @@ macro_rules! async_ops_via_core {
                 self.core.start_read(buffer.clone(), 0, Box::new(handler));
             }
 
-            #[doc = "Reads exactly `n` bytes into `buffer` (asio's `async_read` with"]
-            #[doc = "`transfer_exactly`); on error the handler gets the count read so far."]
-            #[doc = ""]
+            /// Reads exactly `n` bytes into `buffer` (asio's `async_read` with
+            /// `transfer_exactly(n)`); an `n` of 0 is taken as 1.
+            ///
+            /// # Handler
+            /// `FnOnce(Result<(), Error>, usize)`. `bytes_transferred` is the number of bytes
+            /// appended to `buffer`: `n` on success, the count read so far on error.
+            ///
+            /// # Errors
+            /// As [`async_read_some`](Self::async_read_some); [`Error::Eof`](crate::Error::Eof)
+            /// when the stream ends before `n` bytes, and
+            /// [`Error::BufferOverflow`](crate::Error::BufferOverflow) when `buffer` fills up
+            /// first.
+            ///
+            /// # Concurrency
+            /// As [`async_read_some`](Self::async_read_some): one read at a time.
+            ///
             #[doc = "```"]
             #[doc = $setup]
             #[doc = "let buf = rbeast::net::FlatBuffer::new();"]
@@ -484,11 +517,32 @@ macro_rules! async_ops_via_core {
                 n: usize,
                 handler: impl FnOnce(Result<(), $crate::Error>, usize) + 'static,
             ) {
-                self.core.start_read(buffer.clone(), n.max(1), Box::new(handler));
+                self.core
+                    .start_read(buffer.clone(), n.max(1), Box::new(handler));
             }
 
-            #[doc = "Writes some of `data` with one (vectored) write; the handler gets the count."]
-            #[doc = ""]
+            /// Writes some of `data` with one vectored write (asio's `async_write_some`),
+            /// once the stream is writable. `data` is any [`bytes::Buf`]; its chunks go out
+            /// without copying.
+            ///
+            /// # Handler
+            /// `FnOnce(Result<(), Error>, usize)`. `bytes_transferred` is the number of bytes
+            /// written, which may be fewer than `data` holds (0 for an empty `data`).
+            ///
+            /// # Errors
+            /// - [`Error::OperationAborted`](crate::Error::OperationAborted): the stream is
+            ///   not open, or was closed or cancelled while the write waited.
+            /// - [`Error::Io`](crate::Error::Io) (for example `BrokenPipe` or
+            ///   `ConnectionReset` when the peer is gone), and
+            ///   [`Error::TestFailure`](crate::Error::TestFailure) from a
+            ///   [`FailCount`](crate::test::FailCount) on a `test::Stream`.
+            ///
+            /// # Concurrency
+            /// One write at a time (`async_write_some` or `async_write`): a second one while
+            /// it is outstanding completes with
+            /// [`Error::AlreadyStarted`](crate::Error::AlreadyStarted) and the first keeps
+            /// going. A read and a write may be outstanding together.
+            ///
             #[doc = "```"]
             #[doc = $setup]
             #[doc = "s.async_write_some(&b\"hi\"[..], |r, n| println!(\"{r:?} {n}\"));"]
@@ -498,15 +552,23 @@ macro_rules! async_ops_via_core {
                 data: impl bytes::Buf + 'static,
                 handler: impl FnOnce(Result<(), $crate::Error>, usize) + 'static,
             ) {
-                self.core.start_write(
-                    $crate::net::stream_core::Write::boxed(data, handler),
-                    false,
-                );
+                self.core
+                    .start_write($crate::net::stream_core::Write::boxed(data, handler), false);
             }
 
-            #[doc = "Writes all of `data` (asio's `async_write`); on error the handler gets the"]
-            #[doc = "count written so far. Chains go out as vectored writes, without copying."]
-            #[doc = ""]
+            /// Writes all of `data` (asio's `async_write`). Chains go out as vectored writes,
+            /// without copying.
+            ///
+            /// # Handler
+            /// `FnOnce(Result<(), Error>, usize)`. `bytes_transferred` is the number of bytes
+            /// written: all of `data` on success, the count written so far on error.
+            ///
+            /// # Errors
+            /// As [`async_write_some`](Self::async_write_some).
+            ///
+            /// # Concurrency
+            /// As [`async_write_some`](Self::async_write_some): one write at a time.
+            ///
             #[doc = "```"]
             #[doc = $setup]
             #[doc = "use bytes::Buf;"]
@@ -518,15 +580,15 @@ macro_rules! async_ops_via_core {
                 data: impl bytes::Buf + 'static,
                 handler: impl FnOnce(Result<(), $crate::Error>, usize) + 'static,
             ) {
-                self.core.start_write(
-                    $crate::net::stream_core::Write::boxed(data, handler),
-                    true,
-                );
+                self.core
+                    .start_write($crate::net::stream_core::Write::boxed(data, handler), true);
             }
 
-            #[doc = "Completes pending operations with"]
-            #[doc = "[`Error::OperationAborted`](crate::Error::OperationAborted); the stream stays open."]
-            #[doc = ""]
+            /// Completes the pending read and write (and, on a `TcpStream`, a pending
+            /// connect, which also closes the socket) with
+            /// [`Error::OperationAborted`](crate::Error::OperationAborted); a connected stream
+            /// stays open.
+            ///
             #[doc = "```"]
             #[doc = $setup]
             #[doc = "s.cancel();"]

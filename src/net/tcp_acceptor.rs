@@ -143,8 +143,24 @@ impl TcpAcceptor {
         Ok(TcpAcceptor { inner })
     }
 
-    /// Accepts one connection. The handler gets the new stream or the error; a second accept
-    /// while one is pending gets [`Error::AlreadyStarted`].
+    /// Accepts one connection (asio's `acceptor::async_accept` that hands out the new
+    /// socket). The new stream belongs to this acceptor's context.
+    ///
+    /// # Handler
+    /// `FnOnce(Result<TcpStream, Error>)`: the connected stream; no byte count.
+    ///
+    /// # Errors
+    /// - [`Error::Io`]: accepting failed. When the process is out of file descriptors or
+    ///   memory, accepting then pauses for 100 ms, so a loop that accepts again at once does
+    ///   not spin.
+    /// - [`Error::OperationAborted`]: the acceptor is closed, or [`cancel`](TcpAcceptor::cancel)
+    ///   or [`close`](TcpAcceptor::close) was called, or its last handle was dropped, while
+    ///   the accept waited.
+    ///
+    /// # Concurrency
+    /// One accept at a time: a second one while it is outstanding completes with
+    /// [`Error::AlreadyStarted`] and the first keeps waiting. Start the next accept from the
+    /// handler, as Beast's listeners do.
     ///
     /// ```no_run
     /// # let ctx = rbeast::net::IoContext::new().unwrap();

@@ -224,8 +224,26 @@ impl TcpStream {
         Ok(())
     }
 
-    /// Connects to `addr`. An open socket is closed first (its pending operations abort).
-    /// The handler gets `Ok(())` or the error (for example `ConnectionRefused`).
+    /// Connects to `addr` (asio's `socket::async_connect`). An open socket is closed first
+    /// (its pending operations abort).
+    ///
+    /// # Handler
+    /// `FnOnce(Result<(), Error>)`: `Ok(())` once connected; no byte count.
+    ///
+    /// # Errors
+    /// - [`Error::Io`]: the connection failed (for example `ConnectionRefused`), or the
+    ///   socket could not be created; the socket is closed.
+    /// - [`Error::OperationAborted`]: [`cancel`](TcpStream::cancel) or
+    ///   [`close`](TcpStream::close) was called, or the last handle was dropped, while it
+    ///   was connecting.
+    ///
+    /// There is no connect timeout of its own: bound it with a
+    /// [`SteadyTimer`](crate::net::SteadyTimer) that closes the socket (see
+    /// `examples/websocket_client_async.rs`).
+    ///
+    /// # Concurrency
+    /// One connect at a time: a second one while it is outstanding completes with
+    /// [`Error::AlreadyStarted`]. Reads and writes wait for the connection.
     ///
     /// ```no_run
     /// # let ctx = rbeast::net::IoContext::new().unwrap();
@@ -260,6 +278,19 @@ impl TcpStream {
 
     /// Tries each address in turn until one connects (asio's free `async_connect` over a
     /// resolver's results); the handler gets the address that connected, or the last error.
+    ///
+    /// # Handler
+    /// `FnOnce(Result<SocketAddr, Error>)`: the address that connected.
+    ///
+    /// # Errors
+    /// - The error of the last address tried, when none connected (see
+    ///   [`async_connect`](TcpStream::async_connect)); an `io::ErrorKind::NotFound`
+    ///   [`Error::Io`] when `addrs` is empty.
+    /// - [`Error::OperationAborted`]: cancelled or closed; the remaining addresses are not
+    ///   tried.
+    ///
+    /// # Concurrency
+    /// As [`async_connect`](TcpStream::async_connect): one connect at a time.
     ///
     /// ```no_run
     /// # let ctx = rbeast::net::IoContext::new().unwrap();

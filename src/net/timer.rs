@@ -96,9 +96,23 @@ impl SteadyTimer {
         self.handle.inner.timers.borrow_mut().expiry(self.key)
     }
 
-    /// Waits for the expiry. The handler gets `Ok(())` when the timer expired and
-    /// [`Error::OperationAborted`] when it was cancelled, re-armed or dropped. Several waits
-    /// may be pending at once.
+    /// Waits for the expiry (asio's `steady_timer::async_wait`). The handler gets `Ok(())`
+    /// when the timer expired and [`Error::OperationAborted`] when it was cancelled,
+    /// re-armed or dropped.
+    ///
+    /// # Handler
+    /// `FnOnce(Result<(), Error>)`; no byte count. A wait on a timer that has already
+    /// expired completes with `Ok(())` on the next turn of the loop, never inside this call.
+    ///
+    /// # Errors
+    /// [`Error::OperationAborted`] only: [`cancel`](SteadyTimer::cancel),
+    /// [`expires_after`](SteadyTimer::expires_after), [`expires_at`](SteadyTimer::expires_at)
+    /// or [`expires_never`](SteadyTimer::expires_never) was called, or the timer was
+    /// dropped, before it expired.
+    ///
+    /// # Concurrency
+    /// Any number of waits may be pending on one timer, as in asio; they complete in the
+    /// order they were started.
     ///
     /// ```
     /// # let ctx = rbeast::net::IoContext::new().unwrap();

@@ -10,7 +10,36 @@ use super::readiness::Readiness;
 /// Receives the readiness events of a [`Transport`] whose operations it drives.
 ///
 /// The WebSocket stream is the listener of its next layer: it advances its composed
-/// operations directly on readiness events, with no allocation per step.
+/// operations directly on readiness events, with no allocation per step. A new transport
+/// or layer (see `docs/architecture.md`) implements it the same way.
+///
+/// ```
+/// use std::cell::Cell;
+/// use std::rc::Rc;
+/// use rbeast::net::{IoContext, Readiness, ReadyListener, Transport};
+///
+/// /// Counts the times the transport became readable.
+/// struct Counter(Cell<usize>);
+/// impl ReadyListener for Counter {
+///     fn on_ready(&self, readiness: Readiness) {
+///         if readiness.is_readable() {
+///             self.0.set(self.0.get() + 1);
+///         }
+///     }
+///     fn on_shutdown(&self) {}
+/// }
+///
+/// let ctx = IoContext::new().unwrap();
+/// let (mut a, b) = rbeast::test::Stream::pair(&ctx);
+/// let counter = Rc::new(Counter(Cell::new(0)));
+/// let listener: Rc<dyn ReadyListener> = counter.clone();
+/// a.set_listener(Rc::downgrade(&listener));
+/// b.async_write(&b"hi"[..], |r, _| assert!(r.is_ok()));
+/// ctx.run(); // the event reaches the listener from the run loop
+/// assert_eq!(counter.0.get(), 1);
+/// let mut buf = [0u8; 8];
+/// assert_eq!(a.read(&mut buf).unwrap(), 2);
+/// ```
 pub trait ReadyListener {
     /// The transport became readable and/or writable. Called from the context's run loop;
     /// the listener must queue completions, never run user handlers inline.

@@ -108,16 +108,59 @@ impl<T: Transport> crate::net::Flush for Inner<T> {
 
 /// A WebSocket stream over a next layer `T` (Beast's `websocket::stream<NextLayer>`).
 ///
-/// A cheap, clonable handle. Operations follow Beast's rules: one read, one write, one
-/// ping/pong and one close may be outstanding at once (a second one of a kind gets
-/// [`Error::AlreadyStarted`], where Beast has undefined behaviour); every handler runs
-/// exactly once from the context's run loop, never inside the initiating call; the first
-/// real error goes to one operation and later ones get [`Error::OperationAborted`].
+/// A cheap, clonable handle: clones share one connection, and the connection lives until
+/// its last handle is dropped (pending operations then complete with
+/// [`Error::OperationAborted`]). Like every object of a context it is `!Send`: it is used
+/// on the context's thread only.
+///
+/// # Handlers
+///
+/// Every operation takes a handler, a `FnOnce(..) + 'static` closure that need not be
+/// `Send`. Reads and writes complete with `(Result<(), Error>, usize)`, where the `usize`
+/// is `bytes_transferred` with Beast's meaning (payload bytes appended to the buffer, after
+/// inflation, for reads; bytes taken from the caller's data, never header or compressed
+/// bytes, for writes); the handshake, accept, ping, pong and close complete with
+/// `Result<(), Error>`. A handler runs exactly once, from the context's run loop, never
+/// inside the call that started the operation, even when the operation fails at once. If
+/// the context is dropped first, parked handlers are dropped uninvoked, and an operation
+/// started after that drops its handler at once.
+///
+/// # Errors every operation can complete with
+///
+/// Besides the errors listed on each operation:
+///
+/// - [`Error::OperationAborted`]: the stream is not open (before the handshake, after a
+///   close frame was sent or received, after a failure), the transport was closed under it,
+///   or another operation already received the connection's error. This is Beast's
+///   *first error* rule: the first real error of a connection goes to one operation, and
+///   every operation after it sees `OperationAborted`. An error met while no operation was
+///   pending (a failed flush of corked output, an expired timer) is kept for the next
+///   operation started.
+/// - [`Error::Timeout`]: a bound set with [`set_timeout`](Stream::set_timeout) expired; the
+///   transport was closed without a close frame.
+/// - Transport errors: [`Error::Eof`] (the peer closed the connection without the closing
+///   handshake), [`Error::Io`], and [`Error::TestFailure`] on a
+///   [`test::Stream`](crate::test::Stream) with a [`FailCount`](crate::test::FailCount).
+///
+/// # What may be outstanding at once
+///
+/// As in Beast: one read ([`async_read`](Stream::async_read) or
+/// [`async_read_some`](Stream::async_read_some)), one write
+/// ([`async_write`](Stream::async_write) or [`async_write_some`](Stream::async_write_some))
+/// and one [`async_close`](Stream::async_close) may be outstanding together; the handshake
+/// or accept runs alone, before any of them. A second operation of a kind that is
+/// outstanding completes with [`Error::AlreadyStarted`] and the first one keeps going,
+/// where Beast asserts or has undefined behaviour. Pings and pongs complete as soon as their
+/// frame is queued, so any number may be started (Beast allows one at a time). Control
+/// frames and close replies go out between whole frames of a message being written.
 ///
 /// Writes are corked: a write completes once its frames are queued in the connection's
 /// bounded output, and the context writes each connection's output with one vectored write
 /// per loop turn. A plain read → write → read echo loop therefore batches its system calls
-/// by itself.
+/// by itself. A write is outstanding only until its frames are queued, which usually happens
+/// inside the call; it stays outstanding (and a second write gets `AlreadyStarted`) while
+/// the output is past its high-water mark. Portable code starts the next write from the
+/// handler of the last one, as with Beast, or uses a [`WriteQueue`](super::WriteQueue).
 ///
 /// ```
 /// use rbeast::net::{FlatBuffer, IoContext};
@@ -721,6 +764,32 @@ impl<T: Transport> Stream<T> {
     /// for `host` (sent verbatim in `Host`; append `:port` as Beast's examples do) and
     /// `target`, and checks the response. The handler gets `Ok(())` once the stream is open.
     ///
+    /// # Handler
+    /// `FnOnce(Result<(), Error>)`; no byte count. Use
+    /// [`async_handshake_response`](Stream::async_handshake_response) to see the response.
+    ///
+    /// # Errors
+    /// - [`Error::InvalidArgument`]: `host`, `target` or a subprotocol cannot be sent.
+    /// - A response that fails the checks: an error of
+    ///   [`Condition::HandshakeFailed`](crate::Condition::HandshakeFailed), such as
+    ///   [`Error::UpgradeDeclined`] (status not 101), [`Error::BadSecAccept`],
+    ///   [`Error::BadExtensionReply`] or [`Error::BadSubprotocol`]; [`Error::BadHttp`] or
+    ///   [`Error::HeaderTooLarge`] for a response that cannot be parsed or is larger than
+    ///   [`set_max_handshake_bytes`](Stream::set_max_handshake_bytes).
+    /// - [`Error::Eof`]: the server closed the connection before a whole response.
+    /// - [`Error::Timeout`]: the `handshake_timeout` of [`set_timeout`](Stream::set_timeout)
+    ///   expired; transport errors.
+    /// - [`Error::OperationAborted`]: the stream is not new (it is open, closed or failed);
+    ///   a stream handshakes once.
+    ///
+    /// After an error of the exchange (all but `InvalidArgument` and `OperationAborted`)
+    /// the stream is failed.
+    ///
+    /// # Concurrency
+    /// Runs alone: a second handshake or accept while it is outstanding completes with
+    /// [`Error::AlreadyStarted`]; reads, writes, pings and closes started before it completes
+    /// get [`Error::OperationAborted`].
+    ///
     /// ```no_run
     /// # let ctx = rbeast::net::IoContext::new().unwrap();
     /// # let sock = rbeast::net::TcpStream::new(&ctx);
@@ -739,6 +808,16 @@ impl<T: Transport> Stream<T> {
     /// As [`async_handshake`](Stream::async_handshake), and hands back the server's HTTP
     /// response whenever one was received (also when it was rejected, so that a `4xx` body
     /// can be shown).
+    ///
+    /// # Handler
+    /// `FnOnce(Result<(), Error>, Option<ResponseType>)`: the result and the response, which
+    /// is `None` when none was received (Beast's `async_handshake(res, host, target, h)`).
+    ///
+    /// # Errors
+    /// As [`async_handshake`](Stream::async_handshake).
+    ///
+    /// # Concurrency
+    /// As [`async_handshake`](Stream::async_handshake): runs alone.
     ///
     /// ```no_run
     /// # let ctx = rbeast::net::IoContext::new().unwrap();
@@ -781,6 +860,35 @@ impl<T: Transport> Stream<T> {
     /// `async_accept`). On a failed check the error response is still sent (400, or 426
     /// for a bad version), then the handler gets the error.
     ///
+    /// # Handler
+    /// `FnOnce(Result<(), Error>)`; no byte count. `Ok(())` once the 101 response was
+    /// written and the stream is open.
+    ///
+    /// # Errors
+    /// - A request that fails the checks: an error of
+    ///   [`Condition::HandshakeFailed`](crate::Condition::HandshakeFailed), such as
+    ///   [`Error::BadMethod`], [`Error::NoSecKey`] or [`Error::BadSecVersion`], after the
+    ///   error response was sent; [`Error::Rejected`] when the
+    ///   [accept hook](Stream::set_accept_hook) rejected the request (its response was sent);
+    ///   [`Error::InvalidArgument`] when the hook chose a subprotocol the client did not
+    ///   offer (a 500 response was sent).
+    /// - [`Error::BadHttp`], [`Error::HeaderTooLarge`]: the request cannot be parsed or is
+    ///   larger than [`set_max_handshake_bytes`](Stream::set_max_handshake_bytes); nothing is
+    ///   sent.
+    /// - [`Error::Closed`]: the client closed the connection before a whole request (as in
+    ///   Beast).
+    /// - [`Error::Timeout`]: the `handshake_timeout` of [`set_timeout`](Stream::set_timeout)
+    ///   expired; transport errors.
+    /// - [`Error::OperationAborted`]: the stream is not new (it is open, closed or failed).
+    ///
+    /// After an error of the exchange the stream is failed; the transport is left open, as
+    /// in Beast.
+    ///
+    /// # Concurrency
+    /// Runs alone: a second accept or handshake while it is outstanding completes with
+    /// [`Error::AlreadyStarted`]; reads, writes, pings and closes started before it completes
+    /// get [`Error::OperationAborted`].
+    ///
     /// ```no_run
     /// # let ctx = rbeast::net::IoContext::new().unwrap();
     /// # let sock = rbeast::net::TcpStream::new(&ctx);
@@ -793,6 +901,18 @@ impl<T: Transport> Stream<T> {
 
     /// As [`async_accept`](Stream::async_accept), first consuming `already_read`: bytes
     /// the application read from the transport (bytes after the request are frame data).
+    /// The bytes are copied before this call returns.
+    ///
+    /// # Handler
+    /// `FnOnce(Result<(), Error>)`, as [`async_accept`](Stream::async_accept).
+    ///
+    /// # Errors
+    /// As [`async_accept`](Stream::async_accept); `already_read` counts towards
+    /// [`set_max_handshake_bytes`](Stream::set_max_handshake_bytes)
+    /// ([`Error::HeaderTooLarge`], where Beast reports `buffer_overflow` past 1536 bytes).
+    ///
+    /// # Concurrency
+    /// As [`async_accept`](Stream::async_accept): runs alone.
     ///
     /// ```no_run
     /// # let ctx = rbeast::net::IoContext::new().unwrap();
@@ -813,7 +933,18 @@ impl<T: Transport> Stream<T> {
 
     /// Answers an upgrade request the application already read (Beast's
     /// `async_accept(req)`), for servers that read HTTP first and route upgrades with
-    /// [`is_upgrade`](crate::proto::handshake::is_upgrade).
+    /// [`is_upgrade`](crate::proto::handshake::is_upgrade). Nothing is read from the
+    /// transport before the response; the request's header is copied and its body ignored.
+    ///
+    /// # Handler
+    /// `FnOnce(Result<(), Error>)`, as [`async_accept`](Stream::async_accept).
+    ///
+    /// # Errors
+    /// As [`async_accept`](Stream::async_accept), less the errors of reading a request
+    /// ([`Error::BadHttp`], [`Error::HeaderTooLarge`], [`Error::Closed`]).
+    ///
+    /// # Concurrency
+    /// As [`async_accept`](Stream::async_accept): runs alone.
     ///
     /// ```no_run
     /// # let ctx = rbeast::net::IoContext::new().unwrap();
@@ -866,10 +997,39 @@ impl<T: Transport> Stream<T> {
 
     /// Reads one whole message, appending its payload to `buffer` (Beast's `async_read`).
     ///
-    /// The handler gets the payload bytes appended. Pings are answered and pongs observed
-    /// on the way; a close frame completes the closing handshake and the read with
-    /// [`Error::Closed`]. A protocol violation sends the matching close code, closes the
-    /// connection and completes with the violation's error.
+    /// Pings are answered and pongs observed on the way (the
+    /// [control callback](Stream::set_control_callback) sees both); a close frame completes
+    /// the closing handshake and the read with [`Error::Closed`]. A protocol violation sends
+    /// the matching close code, closes the connection and completes with the violation's
+    /// error. [`got_text`](Stream::got_text) tells the message's kind.
+    ///
+    /// # Handler
+    /// `FnOnce(Result<(), Error>, usize)`. `bytes_transferred` is the number of payload
+    /// bytes appended to `buffer` for the message, after inflation; on error, the bytes
+    /// appended before it.
+    ///
+    /// # Errors
+    /// - [`Error::Closed`]: the peer's close frame arrived; the stream answered it (with the
+    ///   peer's code, or 1000), tore the transport down, and [`reason`](Stream::reason) holds
+    ///   the peer's reason. An error while tearing down is reported instead.
+    /// - A protocol violation (an error of
+    ///   [`Condition::ProtocolViolation`](crate::Condition::ProtocolViolation), such as
+    ///   [`Error::BadOpcode`], [`Error::BadFramePayload`] or [`Error::BadDeflateData`]) or
+    ///   [`Error::MessageTooBig`] (past [`read_message_max`](Stream::set_read_message_max)):
+    ///   the stream sent the close code of [`Error::close_code`] and tore the transport down.
+    /// - [`Error::BufferOverflow`]: `buffer` would grow past its `max_size`; the stream is
+    ///   failed, no close frame is sent (as in Beast).
+    /// - [`Error::OperationAborted`]: an [`async_close`](Stream::async_close) took over the
+    ///   read side; the read completes after the close.
+    /// - [`Error::Eof`], [`Error::Io`], [`Error::Timeout`] (the idle bound, or the handshake
+    ///   bound during the closing handshake) and the other
+    ///   [errors every operation can complete with](Stream#errors-every-operation-can-complete-with).
+    ///
+    /// # Concurrency
+    /// One read at a time: a second `async_read` or `async_read_some` while it is
+    /// outstanding completes with [`Error::AlreadyStarted`]. It may run together with a
+    /// write and a close. Pings are answered, and the peer's close frame seen, only while a
+    /// read (or a close) is outstanding.
     ///
     /// ```
     /// # let ctx = rbeast::net::IoContext::new().unwrap();
@@ -889,6 +1049,23 @@ impl<T: Transport> Stream<T> {
     /// Reads some payload of the current message (at most `limit` bytes, 0 for no limit),
     /// appending it to `buffer` (Beast's `async_read_some`). Check
     /// [`is_message_done`](Stream::is_message_done) to know whether the message ended.
+    ///
+    /// It completes as soon as it has delivered some payload: never more than `limit`
+    /// bytes, and the payload of one frame at most. Empty frames that do not end a message
+    /// are skipped; control frames are handled as by [`async_read`](Stream::async_read).
+    ///
+    /// # Handler
+    /// `FnOnce(Result<(), Error>, usize)`. `bytes_transferred` is the number of payload
+    /// bytes this call appended to `buffer`, after inflation; it is 0 for an empty message
+    /// (or the empty last frame of one), and on error it counts the bytes appended before the
+    /// error.
+    ///
+    /// # Errors
+    /// As [`async_read`](Stream::async_read).
+    ///
+    /// # Concurrency
+    /// As [`async_read`](Stream::async_read): one read at a time, a second one gets
+    /// [`Error::AlreadyStarted`].
     ///
     /// ```
     /// # let ctx = rbeast::net::IoContext::new().unwrap();
@@ -940,6 +1117,21 @@ impl<T: Transport> Stream<T> {
 
     /// Sends a whole message (Beast's `async_write`): `async_write_some(true, data)`.
     ///
+    /// The message is text or binary per [`set_binary`](Stream::set_binary); after
+    /// `async_write_some(false, ..)` it ends the message in progress. An empty `data` sends
+    /// an empty message.
+    ///
+    /// # Handler
+    /// `FnOnce(Result<(), Error>, usize)`. `bytes_transferred` is the number of bytes taken
+    /// from `data`: all of it on success, never header or compressed bytes; on error, the
+    /// bytes taken before it.
+    ///
+    /// # Errors
+    /// As [`async_write_some`](Stream::async_write_some).
+    ///
+    /// # Concurrency
+    /// As [`async_write_some`](Stream::async_write_some): one write at a time.
+    ///
     /// ```
     /// # let ctx = rbeast::net::IoContext::new().unwrap();
     /// # let (a, _b) = rbeast::test::Stream::pair(&ctx);
@@ -958,6 +1150,32 @@ impl<T: Transport> Stream<T> {
     /// is sent as text or binary per [`set_binary`](Stream::set_binary); later parts are
     /// continuations; `fin` ends the message. The payload may be masked and fragmented per
     /// the settings. The handler gets the bytes taken from `data` (never header bytes).
+    ///
+    /// The write completes once its frames are queued in the connection's output (see
+    /// [corked writes](Stream#what-may-be-outstanding-at-once)); the context writes them to
+    /// the transport at the end of the loop turn. With permessage-deflate a part that does
+    /// not end the message may put nothing on the wire yet.
+    ///
+    /// # Handler
+    /// `FnOnce(Result<(), Error>, usize)`. `bytes_transferred` is the number of bytes taken
+    /// from `data` (all of it on success), never header bytes nor the compressed size; on
+    /// error, the bytes taken before it.
+    ///
+    /// # Errors
+    /// - [`Error::OperationAborted`]: a close frame was sent (by
+    ///   [`async_close`](Stream::async_close), or by a read answering the peer's close), also
+    ///   when the close starts while this write waits for room; or the stream is not open.
+    /// - A transport error met while the write waits for room in the output ([`Error::Io`],
+    ///   [`Error::TestFailure`]), an expired timer ([`Error::Timeout`]), and the other
+    ///   [errors every operation can complete with](Stream#errors-every-operation-can-complete-with).
+    ///   An error met by a flush after the write completed goes to the next operation.
+    ///
+    /// # Concurrency
+    /// One write at a time: a second `async_write` or `async_write_some` while this one is
+    /// outstanding (its frames not yet queued) completes with [`Error::AlreadyStarted`]. It
+    /// may run together with a read and a close; pongs, pings and close frames go out
+    /// between its frames. Do not mix it with a [`WriteQueue`](super::WriteQueue) on the
+    /// same stream.
     ///
     /// ```
     /// # let ctx = rbeast::net::IoContext::new().unwrap();
@@ -1007,9 +1225,27 @@ impl<T: Transport> Stream<T> {
         self.inner.drive();
     }
 
-    /// Sends a ping with `payload` (at most 125 bytes). The handler runs once the frame is
-    /// queued; a ping after a close frame was sent or received gets
-    /// [`Error::OperationAborted`].
+    /// Sends a ping with `payload` (at most 125 bytes, copied before this call returns).
+    /// The handler runs once the frame is queued; a ping after a close frame was sent or
+    /// received gets [`Error::OperationAborted`]. The peer's pong reaches the
+    /// [control callback](Stream::set_control_callback) while a read is outstanding.
+    ///
+    /// # Handler
+    /// `FnOnce(Result<(), Error>)`; no byte count. `Ok(())` means the frame is queued in
+    /// the connection's output: it leaves at the end of the loop turn, between whole frames
+    /// of any message being written. A transport error met then goes to the next operation.
+    ///
+    /// # Errors
+    /// - [`Error::InvalidArgument`]: `payload` is longer than 125 bytes.
+    /// - [`Error::OperationAborted`]: the stream is not open, or a close frame was sent or
+    ///   received.
+    /// - An error kept for the next operation (see
+    ///   [errors every operation can complete with](Stream#errors-every-operation-can-complete-with)).
+    ///
+    /// # Concurrency
+    /// Any number of pings and pongs may be started, alongside a read, a write and a
+    /// close: each is queued at once and never gets [`Error::AlreadyStarted`] (Beast allows
+    /// one ping or pong at a time).
     ///
     /// ```
     /// # let ctx = rbeast::net::IoContext::new().unwrap();
@@ -1021,7 +1257,19 @@ impl<T: Transport> Stream<T> {
         self.send_control(Opcode::Ping, payload, Box::new(handler));
     }
 
-    /// Sends a pong with `payload` (at most 125 bytes); unsolicited pongs are allowed.
+    /// Sends a pong with `payload` (at most 125 bytes, copied before this call returns);
+    /// unsolicited pongs are allowed (RFC 6455 uses them as a one-way heartbeat). Received
+    /// pings are answered by the stream itself; there is no need to call this for them.
+    ///
+    /// # Handler
+    /// `FnOnce(Result<(), Error>)`, as [`async_ping`](Stream::async_ping).
+    ///
+    /// # Errors
+    /// As [`async_ping`](Stream::async_ping).
+    ///
+    /// # Concurrency
+    /// As [`async_ping`](Stream::async_ping): any number, never
+    /// [`Error::AlreadyStarted`].
     ///
     /// ```
     /// # let ctx = rbeast::net::IoContext::new().unwrap();
@@ -1067,9 +1315,30 @@ impl<T: Transport> Stream<T> {
     /// peer's close frame, then tears the connection down. A pending read ends with
     /// [`Error::OperationAborted`] once the close owns the read side.
     ///
+    /// # Handler
+    /// `FnOnce(Result<(), Error>)`; no byte count. `Ok(())` once the peer's close frame
+    /// arrived (its reason is in [`reason`](Stream::reason)) and the transport was torn down.
+    ///
     /// # Errors
-    /// [`Error::InvalidArgument`] for a code that must not be sent (Beast sends anything;
-    /// rbeast checks).
+    /// - [`Error::InvalidArgument`]: a code that must not be sent, or a reason longer than
+    ///   123 bytes (Beast sends anything; rbeast checks). Nothing is sent.
+    /// - [`Error::OperationAborted`]: a close frame was already sent (by an earlier close,
+    ///   or by a read that answered the peer's close), or the stream is not open.
+    /// - A protocol violation found while discarding frames (an error of
+    ///   [`Condition::ProtocolViolation`](crate::Condition::ProtocolViolation)): the transport
+    ///   is torn down, no second close frame is sent.
+    /// - [`Error::Eof`]: the peer closed the transport without a close frame.
+    /// - [`Error::Timeout`]: the `handshake_timeout` of [`set_timeout`](Stream::set_timeout),
+    ///   which also bounds the closing handshake, expired; transport errors.
+    ///
+    /// # Concurrency
+    /// One close at a time: a second one while it is outstanding completes with
+    /// [`Error::AlreadyStarted`]. It may be started while a read and a write are outstanding
+    /// (Beast's rules): a write still waiting for room completes with
+    /// [`Error::OperationAborted`]; a read goes on delivering the message it is in, and once
+    /// it waits for the next frame the close owns the read side and the read completes with
+    /// [`Error::OperationAborted`] after the close. Writes, pings and pongs started after it
+    /// get [`Error::OperationAborted`].
     ///
     /// ```
     /// use rbeast::proto::close::{CloseCode, CloseReason};

@@ -23,8 +23,9 @@ use crate::{Error, Role};
 pub struct Timeout {
     /// Bounds the opening handshake (accept or handshake) and the closing handshake.
     pub handshake_timeout: Option<Duration>,
-    /// Bounds the time with nothing received while the stream is open. A read must be
-    /// pending for the expiry to be reported.
+    /// Bounds the time with nothing received while the stream is open. The expiry closes
+    /// the transport whether or not a read is pending; the pending operation, or else the
+    /// next one started, gets [`Error::Timeout`](crate::Error::Timeout).
     pub idle_timeout: Option<Duration>,
     /// Send a ping when half the idle time has passed with nothing received, and time out
     /// only if the next half passes too.

@@ -132,6 +132,24 @@ impl<T: Transport> WriteQueue<T> {
     /// otherwise (the first real error goes to one message, later ones get
     /// [`Error::OperationAborted`]).
     ///
+    /// # Handler
+    /// `FnOnce(Result<(), Error>, usize)`, run exactly once from the context's run loop,
+    /// never inside this call. `bytes_transferred` is the length of `message` on success
+    /// (never header or compressed bytes), 0 for a message that was refused.
+    ///
+    /// # Errors
+    /// - [`Error::WriteQueueFull`]: the message does not fit in what is left of
+    ///   `max_bytes`; it is not queued.
+    /// - The errors of [`Stream::async_write`]: [`Error::OperationAborted`] once a close
+    ///   frame was sent or the stream failed, the connection's error for the one message that
+    ///   meets it, and so on.
+    ///
+    /// # Concurrency
+    /// Any number of messages may be queued, from any handler; they go out in the order
+    /// they were sent, each whole (never interleaved with another message). The queue owns
+    /// the stream's write side: a message that meets an outstanding write started directly
+    /// on the stream completes with [`Error::AlreadyStarted`]. Reads, pings and a close may run alongside.
+    ///
     /// ```
     /// # let ctx = rbeast::net::IoContext::new().unwrap();
     /// # let (a, _b) = rbeast::test::Stream::pair(&ctx);
