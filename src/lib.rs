@@ -8,7 +8,9 @@ mod role;
 pub mod net;
 pub mod proto;
 pub mod test;
+#[cfg(feature = "tls")]
+pub mod tls;
 pub mod websocket;
 
-pub use error::{Condition, Error, Result};
+pub use error::{Condition, Error, Result, TlsError, TlsErrorKind};
 pub use role::Role;
