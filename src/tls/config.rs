@@ -112,13 +112,33 @@ impl Context {
 /// The crypto provider of every configuration built here: rustls's `ring` provider. It
 /// builds with a C compiler alone (no cmake, no assembler toolchain, no Go), is
 /// constant-time where it matters, and offers the TLS 1.2 and 1.3 suites browsers use.
+/// Its suites are reordered to prefer AES-128-GCM, as browsers do; every suite of the
+/// provider stays available.
 ///
 /// ```
+/// use rbeast::tls::rustls::CipherSuite;
 /// let provider = rbeast::tls::crypto_provider();
-/// assert!(!provider.cipher_suites.is_empty());
+/// assert_eq!(provider.cipher_suites[0].suite(), CipherSuite::TLS13_AES_128_GCM_SHA256);
+/// assert!(provider.cipher_suites.len() > 3);
 /// ```
 pub fn crypto_provider() -> Arc<CryptoProvider> {
-    Arc::new(rustls::crypto::ring::default_provider())
+    let mut provider = rustls::crypto::ring::default_provider();
+    // AES-128-GCM first (as browsers order it): as strong as needed and, with AES
+    // instructions, a third faster than AES-256-GCM, which stays offered.
+    provider
+        .cipher_suites
+        .sort_by_key(|suite| !is_aes_128_gcm(suite.suite()));
+    Arc::new(provider)
+}
+
+fn is_aes_128_gcm(suite: rustls::CipherSuite) -> bool {
+    use rustls::CipherSuite as S;
+    matches!(
+        suite,
+        S::TLS13_AES_128_GCM_SHA256
+            | S::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256
+            | S::TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256
+    )
 }
 
 /// Reads every certificate of a PEM file (a chain: the leaf first).

@@ -254,35 +254,49 @@ impl<T: Transport> Engine<T> {
 
     /// Reads plaintext into `buf`, pulling TLS bytes from the next layer as needed.
     /// `Ok(0)` after the peer's close_notify; [`Error::StreamTruncated`] at an end of
-    /// stream without one.
+    /// stream without one. Once some plaintext is in, it goes on filling `buf` with what
+    /// is available without waiting (rustls hands out at most about 16 KiB at a time), so
+    /// that one read takes what one read of the socket brought.
     pub(crate) fn read_plaintext(&mut self, buf: &mut [u8]) -> Result<usize, ReadOutcome> {
+        let mut got = 0;
         loop {
             let Some(conn) = self.conn.as_mut() else {
                 return Err(ReadOutcome::Failed(Error::from(
                     io::ErrorKind::NotConnected,
                 )));
             };
-            match io::Read::read(&mut conn.reader(), buf) {
-                Ok(n) => return Ok(n),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
-                    return Err(ReadOutcome::Failed(Error::StreamTruncated))
-                }
-                Err(e) => return Err(ReadOutcome::Failed(Error::from(e))),
-            }
-            if let Err(e) = self.check() {
-                return Err(ReadOutcome::Failed(e));
-            }
-            match self.pull() {
-                Ok(Pulled::Progress) => {
-                    // Processing may have queued replies (alerts, key updates).
-                    if let Err(e) = self.write_out() {
-                        return Err(ReadOutcome::Failed(e));
+            let outcome = match io::Read::read(&mut conn.reader(), &mut buf[got..]) {
+                Ok(0) if got < buf.len() => Ok(()), // the peer's close_notify
+                Ok(n) => {
+                    got += n;
+                    if got == buf.len() {
+                        return Ok(got);
                     }
+                    continue;
                 }
-                Ok(Pulled::Blocked) => return Err(ReadOutcome::WouldBlock),
-                Err(e) => return Err(ReadOutcome::Failed(e)),
-            }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => match self.check() {
+                    Err(e) => Err(ReadOutcome::Failed(e)),
+                    Ok(()) => match self.pull() {
+                        // Processing may have queued replies (alerts, key updates).
+                        Ok(Pulled::Progress) => match self.write_out() {
+                            Ok(_) => continue,
+                            Err(e) => Err(ReadOutcome::Failed(e)),
+                        },
+                        Ok(Pulled::Blocked) => Err(ReadOutcome::WouldBlock),
+                        Err(e) => Err(ReadOutcome::Failed(e)),
+                    },
+                },
+                Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
+                    Err(ReadOutcome::Failed(Error::StreamTruncated))
+                }
+                Err(e) => Err(ReadOutcome::Failed(Error::from(e))),
+            };
+            // Plaintext already read goes first; the end or the error comes next time.
+            return match outcome {
+                _ if got > 0 => Ok(got),
+                Ok(()) => Ok(0),
+                Err(e) => Err(e),
+            };
         }
     }
 
