@@ -109,5 +109,20 @@ for threads in 1 2; do
     echo "websocket_server_async_ssl ($threads threads) + websocket_client_async_ssl: ok"
 done
 
+# The benchmark pair over wss and ws: every echo is checked by the client.
+for tls in "" "--tls"; do
+    port=$(free_port)
+    if [ -n "$tls" ]; then
+        "$bin/websocket_server_bench" --port "$port" --tls "$tmp/cert.pem" "$tmp/key.pem" & pids+=($!)
+        wait_port "$port"
+        "$bin/websocket_client_bench" --port "$port" --seconds 1 --tls "$tmp/cert.pem" >/dev/null
+    else
+        "$bin/websocket_server_bench" --port "$port" & pids+=($!)
+        wait_port "$port"
+        "$bin/websocket_client_bench" --port "$port" --seconds 1 >/dev/null
+    fi
+    echo "websocket_server_bench $tls + websocket_client_bench: ok"
+done
+
 # wss against Python's ssl (OpenSSL) and the websockets package, both ways.
 python3 scripts/tls_interop.py "$bin" "$tmp/cert.pem" "$tmp/key.pem"

@@ -666,3 +666,41 @@ fn every_failure_point_of_a_wss_session_surfaces_as_the_injected_error() {
     let n = test::fail_loop(2000, |fc| mem_session(fc, &keys));
     assert!(n > 10, "a wss session has many failure points ({n})");
 }
+
+/// The TLS records in `wire` bytes: (content type, length) of each.
+fn records(mut wire: &[u8]) -> Vec<(u8, usize)> {
+    let mut found = Vec::new();
+    while wire.len() >= 5 {
+        let len = u16::from_be_bytes([wire[3], wire[4]]) as usize;
+        found.push((wire[0], len));
+        wire = &wire[(5 + len).min(wire.len())..];
+    }
+    found
+}
+
+#[test]
+fn frames_written_in_one_turn_leave_in_few_records() {
+    let keys = pki();
+    let ctx = IoContext::new().unwrap();
+    let Wire { a, client, .. } = wire(&ctx, &keys);
+    let ws: MemWss = websocket::Stream::new(client);
+    ws.open_unchecked(rbeast::Role::Client);
+    // 100 messages of 100 bytes, queued in one turn: about 10.6 KB of frames.
+    let queue = websocket::WriteQueue::new(&ws, 1 << 20);
+    for i in 0..100u64 {
+        queue.send(bytes::Bytes::from(random(100, i + 1)), true, success_handler());
+    }
+    ctx.poll();
+    let sent = records(&a.take_output());
+    assert!(!sent.is_empty());
+    assert!(
+        sent.len() <= 2,
+        "100 frames became {} records: {sent:?}",
+        sent.len()
+    );
+    // A 40 KB message leaves in records of the largest size, not in small pieces.
+    ws.async_write(bytes::Bytes::from(random(40_000, 5)), success_handler());
+    ctx.poll();
+    let sent = records(&a.take_output());
+    assert!(sent.len() <= 4, "{sent:?}");
+}

@@ -52,7 +52,12 @@
 //!             w2.async_read(&buf, move |r, _| {
 //!                 r.unwrap();
 //!                 w3.async_write(b.take(), |r, _| r.unwrap());
-//!                 w3.async_read(&b, |r, _| assert_eq!(r, Err(rbeast::Error::Closed)));
+//!                 // The last handler keeps the stream: dropping it would abort the read.
+//!                 let keep = w3.clone();
+//!                 w3.async_read(&b, move |r, _| {
+//!                     assert_eq!(r, Err(rbeast::Error::Closed));
+//!                     drop(keep);
+//!                 });
 //!             });
 //!         });
 //!     });
@@ -77,7 +82,11 @@
 //!                 w4.async_read(&buf, move |r, _| {
 //!                     r.unwrap();
 //!                     assert_eq!(&*b.data(), b"hello over TLS");
-//!                     w5.async_close(rbeast::proto::close::CloseCode::NORMAL, |r| r.unwrap());
+//!                     let keep = w5.clone();
+//!                     w5.async_close(rbeast::proto::close::CloseCode::NORMAL, move |r| {
+//!                         r.unwrap(); // the closing handshake, then the TLS shutdown
+//!                         drop(keep);
+//!                     });
 //!                 });
 //!             });
 //!         });
