@@ -139,7 +139,8 @@ impl<T: Transport> Stream<T> {
         };
         // The connection is made only for an operation that may start.
         let refusal = refusal.or_else(|| match shared.connection(kind) {
-            Ok(conn) => {
+            Ok(mut conn) => {
+                conn.set_buffer_limit(Some(shared.output_limit.get()));
                 shared.engine.borrow_mut().conn = Some(conn);
                 None
             }

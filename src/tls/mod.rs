@@ -106,7 +106,7 @@ pub use config::{
     load_certs, load_private_key, server_config, server_config_from_pem_files, Context,
 };
 pub use handshake::HandshakeType;
-pub use stream::{Stream, DEFAULT_HANDSHAKE_TIMEOUT};
+pub use stream::{Stream, DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_OUTPUT_LIMIT};
 
 /// The rustls crate this module is built on, for its configuration types.
 pub use rustls;

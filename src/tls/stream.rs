@@ -18,6 +18,10 @@ use crate::Error;
 /// [`async_shutdown`](Stream::async_shutdown): Beast's suggested handshake timeout.
 pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// The default bound of the encrypted bytes a stream holds for its next layer (see
+/// [`Stream::set_output_limit`]).
+pub const DEFAULT_OUTPUT_LIMIT: usize = 256 * 1024;
+
 /// The stream's own operations (the handshake and the shutdown).
 #[derive(Default)]
 pub(crate) struct Ops {
@@ -33,6 +37,7 @@ pub(crate) struct Shared<T: Transport> {
     pub(crate) server_name: RefCell<Option<String>>,
     listener: RefCell<Option<Weak<dyn ReadyListener>>>,
     timeout: std::cell::Cell<Option<Duration>>,
+    pub(crate) output_limit: std::cell::Cell<usize>,
     timer: RefCell<Option<InternalTimer>>,
     pub(crate) me: Weak<Shared<T>>,
 }
@@ -247,6 +252,7 @@ impl<T: Transport> Stream<T> {
                 server_name: RefCell::new(None),
                 listener: RefCell::new(None),
                 timeout: std::cell::Cell::new(Some(DEFAULT_HANDSHAKE_TIMEOUT)),
+                output_limit: std::cell::Cell::new(DEFAULT_OUTPUT_LIMIT),
                 timer: RefCell::new(None),
                 me: me.clone(),
             }
@@ -326,6 +332,38 @@ impl<T: Transport> Stream<T> {
     /// ```
     pub fn handshake_timeout(&self) -> Option<Duration> {
         self.shared.timeout.get()
+    }
+
+    /// Bounds the encrypted bytes the stream holds while its next layer cannot take them
+    /// (default [`DEFAULT_OUTPUT_LIMIT`], 256 KiB; at least 16 KiB). Past it, writes take
+    /// less or would block, and the WebSocket layer keeps the rest in its own bounded
+    /// output. Large enough for a turn's worth of corked frames to leave in one write.
+    ///
+    /// ```
+    /// # let ctx = rbeast::net::IoContext::new().unwrap();
+    /// let (a, _b) = rbeast::test::Stream::pair(&ctx);
+    /// let s = rbeast::tls::Stream::new(a, &rbeast::tls::Context::default());
+    /// s.set_output_limit(1 << 20);
+    /// assert_eq!(s.output_limit(), 1 << 20);
+    /// ```
+    pub fn set_output_limit(&self, bytes: usize) {
+        let bytes = bytes.max(16 * 1024);
+        self.shared.output_limit.set(bytes);
+        if let Some(conn) = self.shared.engine.borrow_mut().conn.as_mut() {
+            conn.set_buffer_limit(Some(bytes));
+        }
+    }
+
+    /// The bound of held encrypted bytes.
+    ///
+    /// ```
+    /// # let ctx = rbeast::net::IoContext::new().unwrap();
+    /// let (a, _b) = rbeast::test::Stream::pair(&ctx);
+    /// let s = rbeast::tls::Stream::new(a, &rbeast::tls::Context::default());
+    /// assert_eq!(s.output_limit(), rbeast::tls::DEFAULT_OUTPUT_LIMIT);
+    /// ```
+    pub fn output_limit(&self) -> usize {
+        self.shared.output_limit.get()
     }
 
     /// True once the handshake has completed.
