@@ -688,7 +688,11 @@ fn frames_written_in_one_turn_leave_in_few_records() {
     // 100 messages of 100 bytes, queued in one turn: about 10.6 KB of frames.
     let queue = websocket::WriteQueue::new(&ws, 1 << 20);
     for i in 0..100u64 {
-        queue.send(bytes::Bytes::from(random(100, i + 1)), true, success_handler());
+        queue.send(
+            bytes::Bytes::from(random(100, i + 1)),
+            true,
+            success_handler(),
+        );
     }
     ctx.poll();
     let sent = records(&a.take_output());
