@@ -708,3 +708,46 @@ fn frames_written_in_one_turn_leave_in_few_records() {
     let sent = records(&a.take_output());
     assert!(sent.len() <= 4, "{sent:?}");
 }
+
+#[test]
+fn plaintext_held_inside_the_tls_stream_stays_readable_without_a_new_event() {
+    let keys = pki();
+    let ctx = IoContext::new().unwrap();
+    let Wire {
+        a,
+        b,
+        client,
+        server,
+    } = wire(&ctx, &keys);
+    let (cws, sws): (MemWss, MemWss) = (
+        websocket::Stream::new(client),
+        websocket::Stream::new(server),
+    );
+    cws.open_unchecked(rbeast::Role::Client);
+    sws.open_unchecked(rbeast::Role::Server);
+    let queue = websocket::WriteQueue::new(&cws, 1 << 20);
+    let messages: Vec<Vec<u8>> = (0..3).map(|i| random(40_000, i + 20)).collect();
+    for m in &messages {
+        queue.send(bytes::Bytes::from(m.clone()), true, success_handler());
+    }
+    ctx.poll();
+    // All three messages arrive at once: one readiness event for 120 KB, more than one
+    // read of the WebSocket layer takes; the rest waits inside the TLS stream.
+    b.append(&a.take_output());
+    let got = Rc::new(RefCell::new(Vec::new()));
+    fn read_n(ws: MemWss, left: usize, got: Rc<RefCell<Vec<Vec<u8>>>>) {
+        if left == 0 {
+            return;
+        }
+        let buf = FlatBuffer::new();
+        let (w, b) = (ws.clone(), buf.clone());
+        ws.async_read(&buf, move |r, _| {
+            r.unwrap();
+            got.borrow_mut().push(b.data().to_vec());
+            read_n(w, left - 1, got);
+        });
+    }
+    read_n(sws.clone(), 3, got.clone());
+    ctx.run();
+    assert_eq!(*got.borrow(), messages);
+}

@@ -220,22 +220,27 @@ impl<T: Transport> Engine<T> {
     /// block. `Ok(true)` when nothing is left. Once empty, a pending shutdown of the next
     /// layer's write side is carried out.
     pub(crate) fn write_out(&mut self) -> Result<bool, Error> {
-        let Some(conn) = self.conn.as_mut() else {
-            return Ok(true);
-        };
-        while conn.wants_write() {
-            if !self.next.readiness().is_writable() {
-                return Ok(false);
-            }
-            match conn.write_tls(&mut Io(&mut self.next)) {
-                Ok(_) => {}
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
-                Err(e) => return Err(self.record(Error::from(e))),
+        if let Some(conn) = self.conn.as_mut() {
+            while conn.wants_write() {
+                if !self.next.readiness().is_writable() {
+                    return Ok(false);
+                }
+                match conn.write_tls(&mut Io(&mut self.next)) {
+                    Ok(_) => {}
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+                    Err(e) => return Err(self.record(Error::from(e))),
+                }
             }
         }
         if self.shutdown_next_after_flush {
             self.shutdown_next_after_flush = false;
-            let _ = self.next.shutdown(Shutdown::Write);
+            match self.next.shutdown(Shutdown::Write) {
+                // A peer that already reset leaves nothing to shut down.
+                Err(e) if e.kind() != io::ErrorKind::NotConnected => {
+                    return Err(self.record(Error::from(e)));
+                }
+                _ => {}
+            }
         }
         Ok(true)
     }
