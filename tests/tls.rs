@@ -534,22 +534,22 @@ fn wire(ctx: &IoContext, keys: &Pki) -> Wire {
     }
 }
 
+/// WebSocket streams opened (without a handshake) over both ends of a wire.
+fn open_websockets(wire: Wire) -> (test::Stream, test::Stream, MemWss, MemWss) {
+    let (cws, sws): (MemWss, MemWss) = (
+        websocket::Stream::new(wire.client),
+        websocket::Stream::new(wire.server),
+    );
+    cws.open_unchecked(rbeast::Role::Client);
+    sws.open_unchecked(rbeast::Role::Server);
+    (wire.a, wire.b, cws, sws)
+}
+
 #[test]
 fn a_connection_cut_in_the_middle_of_a_record_reads_as_stream_truncated() {
     let keys = pki();
     let ctx = IoContext::new().unwrap();
-    let Wire {
-        a,
-        b,
-        client,
-        server,
-    } = wire(&ctx, &keys);
-    let (cws, sws): (MemWss, MemWss) = (
-        websocket::Stream::new(client),
-        websocket::Stream::new(server),
-    );
-    cws.open_unchecked(rbeast::Role::Client);
-    sws.open_unchecked(rbeast::Role::Server);
+    let (a, b, cws, sws) = open_websockets(wire(&ctx, &keys));
     cws.set_binary(true);
     cws.async_write(bytes::Bytes::from(random(50_000, 3)), success_handler());
     ctx.poll();
@@ -713,18 +713,7 @@ fn frames_written_in_one_turn_leave_in_few_records() {
 fn plaintext_held_inside_the_tls_stream_stays_readable_without_a_new_event() {
     let keys = pki();
     let ctx = IoContext::new().unwrap();
-    let Wire {
-        a,
-        b,
-        client,
-        server,
-    } = wire(&ctx, &keys);
-    let (cws, sws): (MemWss, MemWss) = (
-        websocket::Stream::new(client),
-        websocket::Stream::new(server),
-    );
-    cws.open_unchecked(rbeast::Role::Client);
-    sws.open_unchecked(rbeast::Role::Server);
+    let (a, b, cws, sws) = open_websockets(wire(&ctx, &keys));
     let queue = websocket::WriteQueue::new(&cws, 1 << 20);
     let messages: Vec<Vec<u8>> = (0..3).map(|i| random(40_000, i + 20)).collect();
     for m in &messages {

@@ -11,7 +11,8 @@ use rustls::{ClientConfig, RootCertStore, ServerConfig};
 
 use crate::{Error, TlsError, TlsErrorKind};
 
-fn config_error(what: impl Into<String>) -> Error {
+/// A [`TlsErrorKind::Config`] error.
+pub(crate) fn config_error(what: impl Into<String>) -> Error {
     Error::Tls(TlsError::new(TlsErrorKind::Config, what))
 }
 

@@ -43,7 +43,7 @@ pub(crate) fn map_rustls_error(e: &rustls::Error) -> Error {
     Error::Tls(TlsError::new(kind, e.to_string()))
 }
 
-/// The next layer as `io::Read`/`io::Write` for rustls.
+/// The next layer as the `io::Write` rustls writes records to.
 struct Io<'a, T: Transport>(&'a mut T);
 
 impl<T: Transport> io::Write for Io<'_, T> {

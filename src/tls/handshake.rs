@@ -4,10 +4,11 @@ use std::sync::Arc;
 
 use rustls::pki_types::ServerName;
 
+use super::config::config_error;
 use super::engine::Pulled;
 use super::stream::{Shared, Stream};
 use crate::net::Transport;
-use crate::{Error, TlsError, TlsErrorKind};
+use crate::Error;
 
 /// Which side of the TLS handshake to take (Beast's `ssl::stream_base::handshake_type`).
 ///
@@ -21,10 +22,6 @@ pub enum HandshakeType {
     Client,
     /// Accept as a server: needs a server configuration.
     Server,
-}
-
-fn config_error(what: impl Into<String>) -> Error {
-    Error::Tls(TlsError::new(TlsErrorKind::Config, what))
 }
 
 /// Parses a host name (or IP address) for SNI and certificate verification.
