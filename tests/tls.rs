@@ -740,3 +740,43 @@ fn plaintext_held_inside_the_tls_stream_stays_readable_without_a_new_event() {
     ctx.run();
     assert_eq!(*got.borrow(), messages);
 }
+
+#[test]
+fn a_tcp_peer_that_stalls_mid_handshake_times_out_and_is_disconnected() {
+    let keys = pki();
+    let ctx = IoContext::new().unwrap();
+    // A real ClientHello, of which the peer sends only the first half.
+    let hello_maker = tls::Stream::new(test::Stream::new(&ctx), &keys.client);
+    hello_maker.set_server_name("localhost").unwrap();
+    hello_maker.async_handshake(HandshakeType::Client, fail_wait(Error::OperationAborted));
+    let hello = hello_maker.next_layer().take_output();
+    hello_maker.close();
+    let acceptor = TcpAcceptor::bind(&ctx, "127.0.0.1:0".parse().unwrap()).unwrap();
+    let addr = acceptor.local_addr().unwrap();
+    let server_ctx = keys.server;
+    let timed_out = Rc::new(Cell::new(false));
+    let t = timed_out.clone();
+    acceptor.async_accept(move |sock| {
+        let s = tls::Stream::new(sock.unwrap(), &server_ctx);
+        s.set_handshake_timeout(Some(Duration::from_millis(100)));
+        let keep = s.clone();
+        s.async_handshake(HandshakeType::Server, move |r| {
+            assert_eq!(r, Err(Error::Timeout));
+            assert!(!keep.is_open());
+            t.set(true);
+        });
+    });
+    let half = hello[..hello.len() / 2].to_vec();
+    let peer = std::thread::spawn(move || {
+        let mut s = std::net::TcpStream::connect(addr).unwrap();
+        // A safety net only: the server closes long before.
+        s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        s.write_all(&half).unwrap();
+        let mut rest = Vec::new();
+        s.read_to_end(&mut rest).map(|_| rest.len())
+    });
+    ctx.run();
+    assert!(timed_out.get());
+    // The server closed the connection: the peer reads end of stream, nothing else.
+    assert_eq!(peer.join().unwrap().unwrap(), 0);
+}
