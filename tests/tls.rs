@@ -596,32 +596,65 @@ fn corrupt_records_fail_with_a_tls_error_not_a_panic() {
     assert!(matches!(e, Error::Tls(_)), "{e:?}");
 }
 
-/// The echo session of the fail loop: both handshakes, a message each way, the close.
-fn mem_session(fc: test::FailCount, keys: &Pki) -> Result<(), Error> {
+/// Which end of a fail-loop session has the failing transport.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Faulty {
+    Client,
+    Server,
+}
+
+/// The server of the fail loop: echoes until the read ends; records every error but the
+/// clean end (`Closed`), which goes to `end`.
+fn recorded_echo(ws: MemWss, buf: FlatBuffer, f: FirstError, end: Rc<RefCell<Option<Error>>>) {
+    let (w, b) = (ws.clone(), buf.clone());
+    ws.async_read(&buf, move |r, _| {
+        if let Err(e) = r {
+            if e != Error::Closed {
+                f.record(&Err(e.clone()));
+            }
+            *end.borrow_mut() = Some(e);
+            return;
+        }
+        w.set_binary(w.got_binary());
+        let w2 = w.clone();
+        w.async_write(b.take(), move |r, _| {
+            if f.record(&r) {
+                recorded_echo(w2, b, f, end);
+            }
+        });
+    });
+}
+
+/// The echo session of the fail loop: both handshakes, a message each way, the close,
+/// with `fc` on the `faulty` end's transport. Returns that end's first error; the healthy
+/// end may only see the faulty one going away.
+fn mem_session(fc: test::FailCount, keys: &Pki, faulty: Faulty) -> Result<(), Error> {
     let ctx = IoContext::new().unwrap();
     let (a, b) = test::Stream::pair(&ctx);
-    a.set_fail_count(fc);
-    a.write_size(700);
-    a.read_size(900);
-    let first = FirstError::new(a.clone());
+    let bad = if faulty == Faulty::Client { &a } else { &b };
+    bad.set_fail_count(fc.clone());
+    bad.write_size(700);
+    bad.read_size(900);
+    let (client_first, server_first) = (FirstError::new(a.clone()), FirstError::new(b.clone()));
     let client: MemWss = websocket::Stream::new(tls::Stream::new(a, &keys.client));
     let server: MemWss = websocket::Stream::new(tls::Stream::new(b, &keys.server));
     client.next_layer().set_server_name("localhost").unwrap();
     let end = Rc::new(RefCell::new(None));
-    let (s, e) = (server.clone(), end.clone());
+    let (s, e, f) = (server.clone(), end.clone(), server_first.clone());
     server
         .next_layer()
         .async_handshake(HandshakeType::Server, move |r| {
-            if r.is_ok() {
-                let s2 = s.clone();
-                s.async_accept(move |r| {
-                    if r.is_ok() {
-                        echo(s2, FlatBuffer::new(), e);
-                    }
-                });
+            if !f.record(&r) {
+                return;
             }
+            let s2 = s.clone();
+            s.async_accept(move |r| {
+                if f.record(&r) {
+                    recorded_echo(s2, FlatBuffer::new(), f, e);
+                }
+            });
         });
-    let (c, f) = (client.clone(), first.clone());
+    let (c, f) = (client.clone(), client_first.clone());
     client
         .next_layer()
         .async_handshake(HandshakeType::Client, move |r| {
@@ -653,18 +686,40 @@ fn mem_session(fc: test::FailCount, keys: &Pki) -> Result<(), Error> {
             });
         });
     ctx.run();
-    let result = first.result();
-    if result.is_ok() {
-        assert_eq!(*end.borrow(), Some(Error::Closed));
+    let (mine, theirs) = match faulty {
+        Faulty::Client => (client_first.result(), server_first.result()),
+        Faulty::Server => (server_first.result(), client_first.result()),
+    };
+    match &mine {
+        Ok(()) => {
+            assert_eq!(theirs, Ok(()), "a clean run has no error at either end");
+            assert_eq!(*end.borrow(), Some(Error::Closed));
+        }
+        Err(_) => {
+            assert!(fc.tripped());
+            if let Err(t) = &theirs {
+                let going_away = *t == Error::StreamTruncated
+                    || *t == Error::Eof
+                    || t.is_io(std::io::ErrorKind::ConnectionReset);
+                assert!(going_away, "the healthy end saw {t:?}");
+            }
+        }
     }
-    result
+    mine
 }
 
 #[test]
 fn every_failure_point_of_a_wss_session_surfaces_as_the_injected_error() {
     let keys = pki();
-    let n = test::fail_loop(2000, |fc| mem_session(fc, &keys));
+    let n = test::fail_loop(2000, |fc| mem_session(fc, &keys, Faulty::Client));
     assert!(n > 10, "a wss session has many failure points ({n})");
+}
+
+#[test]
+fn every_failure_point_of_a_wss_server_surfaces_as_the_injected_error() {
+    let keys = pki();
+    let n = test::fail_loop(2000, |fc| mem_session(fc, &keys, Faulty::Server));
+    assert!(n > 10, "a wss server has many failure points ({n})");
 }
 
 /// The TLS records in `wire` bytes: (content type, length) of each.
