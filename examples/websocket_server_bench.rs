@@ -3,16 +3,20 @@
 //! handler-based loop (async_read → async_write → async_read): the batching of system calls
 //! comes from the stream's corked writes, not from anything special here.
 //!
-//! Usage: `websocket_server_bench --port P [--deflate]`.
+//! Usage: `websocket_server_bench --port P [--deflate] [--tls cert.pem key.pem]`. With
+//! `--tls` (built with the `tls` feature) it serves `wss://`: the TLS handshake first, then
+//! the same echo loop over `tls::Stream<TcpStream>`.
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
 
-use rbeast::net::{FlatBuffer, IoContext, TcpAcceptor, TcpStream};
+use rbeast::net::{FlatBuffer, IoContext, TcpAcceptor, Transport};
 use rbeast::proto::deflate::PermessageDeflate;
 use rbeast::websocket::Stream;
 
-fn echo(ws: Stream<TcpStream>, buffer: FlatBuffer) {
+const USAGE: &str = "Usage: websocket_server_bench --port P [--deflate] [--tls cert.pem key.pem]";
+
+fn echo<T: Transport>(ws: Stream<T>, buffer: FlatBuffer) {
     let (w, b) = (ws.clone(), buffer.clone());
     ws.async_read(&buffer, move |r, _| {
         if r.is_err() {
@@ -29,49 +33,101 @@ fn echo(ws: Stream<TcpStream>, buffer: FlatBuffer) {
     });
 }
 
-fn accept_loop(acceptor: TcpAcceptor, deflate: bool) {
+/// Sets the session's options and runs the WebSocket accept, then the echo loop.
+fn serve<T: Transport>(ws: Stream<T>, deflate: bool) {
+    ws.set_read_message_max(64 * 1024 * 1024);
+    if deflate {
+        let pmd = PermessageDeflate {
+            server_enable: true,
+            ..PermessageDeflate::default()
+        };
+        if let Err(e) = ws.set_permessage_deflate(pmd) {
+            eprintln!("permessage-deflate: {e}");
+        }
+    }
+    let w = ws.clone();
+    ws.async_accept(move |r| {
+        if r.is_ok() {
+            echo(w, FlatBuffer::new());
+        }
+    });
+}
+
+/// How connections are served: cleartext, or TLS with this context.
+#[derive(Clone)]
+enum Security {
+    Plain,
+    #[cfg(feature = "tls")]
+    Tls(rbeast::tls::Context),
+}
+
+fn accept_loop(acceptor: TcpAcceptor, deflate: bool, security: Security) {
     let a = acceptor.clone();
     acceptor.async_accept(move |r| {
         if let Ok(sock) = r {
             let _ = sock.set_nodelay(true);
-            let ws = Stream::new(sock);
-            ws.set_read_message_max(64 * 1024 * 1024);
-            if deflate {
-                let pmd = PermessageDeflate {
-                    server_enable: true,
-                    ..PermessageDeflate::default()
-                };
-                if let Err(e) = ws.set_permessage_deflate(pmd) {
-                    eprintln!("permessage-deflate: {e}");
+            match &security {
+                Security::Plain => serve(Stream::new(sock), deflate),
+                #[cfg(feature = "tls")]
+                Security::Tls(tls_ctx) => {
+                    use rbeast::tls::{HandshakeType, Stream as TlsStream};
+                    let ws = Stream::new(TlsStream::new(sock, tls_ctx));
+                    let w = ws.clone();
+                    ws.next_layer()
+                        .async_handshake(HandshakeType::Server, move |r| {
+                            if r.is_ok() {
+                                serve(w, deflate);
+                            }
+                        });
                 }
             }
-            let w = ws.clone();
-            ws.async_accept(move |r| {
-                if r.is_ok() {
-                    echo(w, FlatBuffer::new());
-                }
-            });
         }
-        accept_loop(a, deflate);
+        accept_loop(a, deflate, security);
     });
+}
+
+/// The TLS context of `--tls cert key`.
+#[cfg(feature = "tls")]
+fn tls_security(cert: &str, key: &str) -> Result<Security, String> {
+    let config = rbeast::tls::server_config_from_pem_files(cert, key).map_err(|e| e.to_string())?;
+    Ok(Security::Tls(rbeast::tls::Context::server(config)))
+}
+
+#[cfg(not(feature = "tls"))]
+fn tls_security(_cert: &str, _key: &str) -> Result<Security, String> {
+    Err("--tls needs the `tls` feature (cargo build --features tls)".into())
 }
 
 fn main() -> ExitCode {
     let mut port = None;
     let mut deflate = false;
+    let mut security = Security::Plain;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--port" => port = args.next().and_then(|p| p.parse::<u16>().ok()),
             "--deflate" => deflate = true,
+            "--tls" => {
+                let (Some(cert), Some(key)) = (args.next(), args.next()) else {
+                    eprintln!("{USAGE}");
+                    return ExitCode::FAILURE;
+                };
+                match tls_security(&cert, &key) {
+                    Ok(s) => security = s,
+                    Err(e) => {
+                        eprintln!("--tls: {e}");
+                        return ExitCode::FAILURE;
+                    }
+                }
+            }
             _ => {
-                eprintln!("Usage: websocket_server_bench --port P [--deflate]");
+                eprintln!("{USAGE}");
                 return ExitCode::FAILURE;
             }
         }
     }
     let Some(port) = port else {
-        eprintln!("Usage: websocket_server_bench --port P [--deflate]");
+        eprintln!("{USAGE}");
         return ExitCode::FAILURE;
     };
     let ctx = match IoContext::new() {
@@ -83,7 +139,7 @@ fn main() -> ExitCode {
     };
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
     match TcpAcceptor::bind(&ctx, addr) {
-        Ok(acceptor) => accept_loop(acceptor, deflate),
+        Ok(acceptor) => accept_loop(acceptor, deflate, security),
         Err(e) => {
             eprintln!("bind {addr}: {e}");
             return ExitCode::FAILURE;

@@ -5,9 +5,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 profile="${1:-debug}"
 bin="target/$profile/examples"
-if [ "$profile" = release ]; then cargo build --release --examples; else cargo build --examples; fi
+# The `tls` feature builds the wss examples too.
+if [ "$profile" = release ]; then cargo build --release --examples --features tls; else cargo build --examples --features tls; fi
 pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; }
+tmp=$(mktemp -d)
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$tmp"; }
 trap cleanup EXIT
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
@@ -148,3 +150,39 @@ while len(got) < len(data):
 assert got == data, "tcp echo mismatch"
 PY
 echo "tcp_echo_server: ok"
+
+# wss: a throwaway certificate for localhost, the SSL echo server on one and two threads,
+# and the SSL client trusting that certificate.
+"$bin/tls_test_certificate" "$tmp/cert.pem" "$tmp/key.pem" localhost
+for threads in 1 2; do
+    port=$(free_port)
+    "$bin/websocket_server_async_ssl" 127.0.0.1 "$port" "$threads" "$tmp/cert.pem" "$tmp/key.pem" 2>/dev/null & pids+=($!)
+    wait_port "$port"
+    for text in "Hello, TLS!" "second message"; do
+        got=$("$bin/websocket_client_async_ssl" localhost "$port" "$text" "$tmp/cert.pem")
+        [ "$got" = "$text" ] || { echo "wss echo ($threads threads): got '$got'" >&2; exit 1; }
+    done
+    # A client that does not trust the certificate fails its TLS handshake.
+    if "$bin/websocket_client_async_ssl" localhost "$port" "x" 2>/dev/null; then
+        echo "wss: a client without the CA connected" >&2; exit 1
+    fi
+    echo "websocket_server_async_ssl ($threads threads) + websocket_client_async_ssl: ok"
+done
+
+# The benchmark pair over wss and ws: every echo is checked by the client.
+for tls in "" "--tls"; do
+    port=$(free_port)
+    if [ -n "$tls" ]; then
+        "$bin/websocket_server_bench" --port "$port" --tls "$tmp/cert.pem" "$tmp/key.pem" & pids+=($!)
+        wait_port "$port"
+        "$bin/websocket_client_bench" --port "$port" --seconds 1 --tls "$tmp/cert.pem" >/dev/null
+    else
+        "$bin/websocket_server_bench" --port "$port" & pids+=($!)
+        wait_port "$port"
+        "$bin/websocket_client_bench" --port "$port" --seconds 1 >/dev/null
+    fi
+    echo "websocket_server_bench $tls + websocket_client_bench: ok"
+done
+
+# wss against Python's ssl (OpenSSL) and the websockets package, both ways.
+python3 scripts/tls_interop.py "$bin" "$tmp/cert.pem" "$tmp/key.pem"

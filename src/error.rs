@@ -126,6 +126,89 @@ pub enum Error {
     BadClosePayload,
     /// A compressed message could not be inflated (close code 1007; Beast sends none).
     BadDeflateData,
+
+    // ---- TLS (the `tls` feature) ----
+    /// The peer closed the connection without a TLS `close_notify` alert, so the end of the
+    /// data cannot be told from a truncation attack (asio's `ssl::error::stream_truncated`).
+    /// Many TLS peers close this way; after a completed WebSocket closing handshake it is
+    /// usually harmless, as in Beast.
+    StreamTruncated,
+    /// A TLS failure: the handshake failed, the peer sent a fatal alert, its bytes are not
+    /// valid TLS, or a configuration is unusable. [`TlsError::kind`] tells which.
+    Tls(TlsError),
+}
+
+/// What went wrong in a TLS connection or its configuration (see [`Error::Tls`]).
+///
+/// ```
+/// use rbeast::{TlsError, TlsErrorKind};
+/// let e = TlsError::new(TlsErrorKind::InvalidMessage, "not a TLS record");
+/// assert_eq!(e.kind(), TlsErrorKind::InvalidMessage);
+/// assert!(e.to_string().contains("not a TLS record"));
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum TlsErrorKind {
+    /// The peer's bytes are not valid TLS (garbage instead of a ClientHello, a corrupt or
+    /// oversized record, a message out of order).
+    InvalidMessage,
+    /// The peer sent a fatal alert (for example it rejected our certificate).
+    AlertReceived,
+    /// The peer's certificate could not be verified (untrusted, expired, wrong name) or
+    /// none was presented.
+    BadCertificate,
+    /// The handshake failed: no protocol version or cipher suite in common, or the peer
+    /// broke the handshake's rules.
+    HandshakeFailure,
+    /// A record failed authentication.
+    DecryptError,
+    /// A configuration or PEM input is unusable (no certificate, no key, a bad server name).
+    Config,
+    /// Any other TLS failure.
+    Other,
+}
+
+/// A TLS failure: its [`TlsErrorKind`] and the TLS library's description. Cheap to clone;
+/// compares by kind.
+#[derive(Debug, Clone)]
+pub struct TlsError(Arc<(TlsErrorKind, String)>);
+
+impl TlsError {
+    /// A failure of `kind` described by `detail`.
+    ///
+    /// ```
+    /// let e = rbeast::TlsError::new(rbeast::TlsErrorKind::Config, "no private key");
+    /// assert_eq!(e.detail(), "no private key");
+    /// ```
+    pub fn new(kind: TlsErrorKind, detail: impl Into<String>) -> TlsError {
+        TlsError(Arc::new((kind, detail.into())))
+    }
+
+    /// The kind of failure.
+    ///
+    /// ```
+    /// let e = rbeast::TlsError::new(rbeast::TlsErrorKind::Other, "x");
+    /// assert_eq!(e.kind(), rbeast::TlsErrorKind::Other);
+    /// ```
+    pub fn kind(&self) -> TlsErrorKind {
+        self.0 .0
+    }
+
+    /// The TLS library's description of the failure.
+    ///
+    /// ```
+    /// let e = rbeast::TlsError::new(rbeast::TlsErrorKind::Other, "x");
+    /// assert_eq!(e.detail(), "x");
+    /// ```
+    pub fn detail(&self) -> &str {
+        &self.0 .1
+    }
+}
+
+impl fmt::Display for TlsError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "TLS {:?}: {}", self.kind(), self.detail())
+    }
 }
 
 /// The error conditions of Beast (`websocket::condition`): groups of [`Error`] values.
@@ -250,6 +333,7 @@ impl PartialEq for Error {
                 a.kind() == b.kind() && a.raw_os_error() == b.raw_os_error()
             }
             (Error::InvalidArgument(a), Error::InvalidArgument(b)) => a == b,
+            (Error::Tls(a), Error::Tls(b)) => a.kind() == b.kind(),
             _ => std::mem::discriminant(self) == std::mem::discriminant(other),
         }
     }
@@ -311,6 +395,8 @@ impl fmt::Display for Error {
             BadCloseSize => "The WebSocket close frame payload size was invalid",
             BadClosePayload => "The WebSocket close frame payload was not valid utf8",
             BadDeflateData => "The WebSocket compressed message could not be inflated",
+            StreamTruncated => "the TLS peer closed the connection without close_notify",
+            Tls(e) => return e.fmt(f),
         };
         f.write_str(text)
     }
@@ -390,6 +476,23 @@ mod tests {
         assert_eq!(Error::BadSecVersion.beast_code(), Some(17));
         assert_eq!(Error::OperationAborted.beast_code(), None);
         assert_eq!(Error::Closed.close_code(), None);
+        // TLS errors belong to asio's SSL category, not to Beast's WebSocket one.
+        assert_eq!(Error::StreamTruncated.beast_code(), None);
+        assert_eq!(Error::StreamTruncated.condition(), None);
+        assert_eq!(Error::StreamTruncated.close_code(), None);
+    }
+
+    #[test]
+    fn tls_errors_compare_by_kind() {
+        let a = Error::Tls(TlsError::new(TlsErrorKind::InvalidMessage, "a"));
+        let b = Error::Tls(TlsError::new(TlsErrorKind::InvalidMessage, "b"));
+        assert_eq!(a, b);
+        assert_ne!(
+            a,
+            Error::Tls(TlsError::new(TlsErrorKind::AlertReceived, "a"))
+        );
+        assert_ne!(a, Error::StreamTruncated);
+        assert!(a.to_string().contains("InvalidMessage"));
     }
 
     #[test]

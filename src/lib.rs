@@ -16,6 +16,10 @@
 #![doc = "[ex-bench]: https://docs.rs/crate/rbeast/latest/source/examples/websocket_server_bench.rs"]
 #![doc = "[ex-tcp-bench]: https://docs.rs/crate/rbeast/latest/source/examples/tcp_echo_bench.rs"]
 #![doc = "[ex-autobahn-client]: https://docs.rs/crate/rbeast/latest/source/examples/autobahn_client.rs"]
+#![doc = "[ex-server-ssl]: https://docs.rs/crate/rbeast/latest/source/examples/websocket_server_async_ssl.rs"]
+#![doc = "[ex-client-ssl]: https://docs.rs/crate/rbeast/latest/source/examples/websocket_client_async_ssl.rs"]
+#![doc = "[ex-tls-cert]: https://docs.rs/crate/rbeast/latest/source/examples/tls_test_certificate.rs"]
+#![doc = "[ex-client-bench]: https://docs.rs/crate/rbeast/latest/source/examples/websocket_client_bench.rs"]
 #![doc = "[`IoContext`]: net::IoContext"]
 #![doc = "[`Handle`]: net::Handle"]
 #![doc = "[`Executor`]: net::Executor"]
@@ -37,7 +41,9 @@ mod role;
 pub mod net;
 pub mod proto;
 pub mod test;
+#[cfg(feature = "tls")]
+pub mod tls;
 pub mod websocket;
 
-pub use error::{Condition, Error, Result};
+pub use error::{Condition, Error, Result, TlsError, TlsErrorKind};
 pub use role::Role;

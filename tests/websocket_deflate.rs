@@ -2,9 +2,13 @@
 //! directions, framing on the wire, context takeover, limits and corrupt input, failure
 //! injection, and loopback TCP.
 
+#[allow(dead_code)] // this file uses only some of the helpers
+mod common;
+
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
+use common::random;
 use rbeast::net::{FlatBuffer, IoContext, TcpAcceptor, TcpStream};
 use rbeast::proto::close::CloseCode;
 use rbeast::proto::deflate::{Deflater, PermessageDeflate};
@@ -45,20 +49,6 @@ fn compressed_pair(ctx: &IoContext) -> (Ws, Ws) {
     connect(ctx, client_pmd(), server_pmd())
 }
 
-/// Deterministic pseudo-random bytes (xorshift).
-fn random(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 24) as u8
-        })
-        .collect()
-}
-
-/// Random ASCII letters (valid UTF-8, barely compressible beyond the alphabet).
 fn random_text(len: usize, seed: u64) -> Vec<u8> {
     random(len, seed)
         .into_iter()

@@ -56,8 +56,9 @@ pub trait ReadyListener {
 /// Readiness is edge-triggered and latched: [`readiness`](Transport::readiness) stays set
 /// until an operation sees `WouldBlock` (or a short read).
 ///
-/// Implemented by [`TcpStream`](crate::net::TcpStream) and
-/// [`test::Stream`](crate::test::Stream).
+/// Implemented by [`TcpStream`](crate::net::TcpStream),
+/// [`test::Stream`](crate::test::Stream) and, with the `tls` feature, `tls::Stream`, which
+/// wraps another transport.
 ///
 /// ```
 /// use rbeast::net::{IoContext, Transport};
@@ -85,7 +86,9 @@ pub trait Transport: 'static {
     /// is set, the transport's own asynchronous operations must not be used.
     fn set_listener(&mut self, listener: Weak<dyn ReadyListener>);
 
-    /// Shuts down one or both directions (TCP `shutdown`).
+    /// Shuts down one or both directions (TCP `shutdown`). The WebSocket teardown shuts
+    /// down the sending side; a layered transport does its own part first (TLS sends its
+    /// close_notify, then shuts down the next layer's sending side).
     fn shutdown(&mut self, how: Shutdown) -> io::Result<()>;
 
     /// Closes the transport; pending operations complete with `OperationAborted`.

@@ -113,6 +113,8 @@ enum TeardownPhase {
 struct Teardown {
     phase: TeardownPhase,
     then: AfterTeardown,
+    /// The server's shutdown of its sending side failed (before the drain).
+    shutdown_error: Option<Error>,
 }
 
 /// Who consumes the frames read from the transport.
@@ -788,6 +790,7 @@ impl<T: Transport> Core<T> {
         self.teardown = Some(Teardown {
             phase: TeardownPhase::Flush,
             then,
+            shutdown_error: None,
         });
     }
 
@@ -805,11 +808,13 @@ impl<T: Transport> Core<T> {
             if self.teardown.is_none() {
                 return true; // the flush failed the connection
             }
-            if self.role == Role::Server {
-                let _ = self.transport.shutdown(Shutdown::Write);
-            }
+            let shutdown_error = match self.role {
+                Role::Server => self.shutdown_sending(),
+                Role::Client => None,
+            };
             if let Some(t) = self.teardown.as_mut() {
                 t.phase = TeardownPhase::Drain;
+                t.shutdown_error = shutdown_error;
             }
         }
         let outcome = loop {
@@ -821,16 +826,30 @@ impl<T: Transport> Core<T> {
                 Err(e) => break Some(e),
             }
         };
-        if self.role == Role::Client {
-            let _ = self.transport.shutdown(Shutdown::Write);
-        }
+        let outcome = match self.role {
+            Role::Client => outcome.or_else(|| self.shutdown_sending()),
+            Role::Server => outcome,
+        };
         self.transport.close();
         self.rd_buf = BytesMut::new();
         let Some(teardown) = self.teardown.take() else {
             return true;
         };
+        // The first failure in time wins: for a server, its shutdown came first.
+        let outcome = teardown.shutdown_error.or(outcome);
         self.finish_teardown(handle, teardown.then, outcome);
         true
+    }
+
+    /// Shuts down the transport's sending side (for TLS: close_notify, then the TCP
+    /// shutdown). A failure is reported, except `NotConnected`: a TCP peer that already
+    /// reset the connection leaves nothing to shut down, and the drain reports that.
+    fn shutdown_sending(&mut self) -> Option<Error> {
+        match self.transport.shutdown(Shutdown::Write) {
+            Ok(()) => None,
+            Err(e) if e.kind() == io::ErrorKind::NotConnected => None,
+            Err(e) => Some(Error::from(e)),
+        }
     }
 
     fn finish_teardown(&mut self, handle: &Handle, then: AfterTeardown, outcome: Option<Error>) {

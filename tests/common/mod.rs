@@ -38,3 +38,17 @@ impl FirstError {
         self.slot.borrow().clone()
     }
 }
+
+/// Deterministic pseudo-random bytes (xorshift).
+#[allow(dead_code)] // not every test file uses it
+pub fn random(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 24) as u8
+        })
+        .collect()
+}
