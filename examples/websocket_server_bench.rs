@@ -1,7 +1,9 @@
 //! The echo server measured by the side-by-side benchmark harness: one context on one
 //! thread, listening on 127.0.0.1, echoing each message with its opcode. It is the plain
 //! handler-based loop (async_read → async_write → async_read): the batching of system calls
-//! comes from the stream's corked writes, not from anything special here.
+//! comes from the stream's corked writes, not from anything special here. Each stream has
+//! Beast's suggested server timeouts (handshake bound, idle bound with keep-alive pings), so
+//! an idle connection carries a pending read and an armed idle timer.
 //!
 //! Usage: `websocket_server_bench --port P [--deflate]`.
 
@@ -10,7 +12,8 @@ use std::process::ExitCode;
 
 use rbeast::net::{FlatBuffer, IoContext, TcpAcceptor, TcpStream};
 use rbeast::proto::deflate::PermessageDeflate;
-use rbeast::websocket::Stream;
+use rbeast::websocket::{Stream, Timeout};
+use rbeast::Role;
 
 fn echo(ws: Stream<TcpStream>, buffer: FlatBuffer) {
     let (w, b) = (ws.clone(), buffer.clone());
@@ -36,6 +39,7 @@ fn accept_loop(acceptor: TcpAcceptor, deflate: bool) {
             let _ = sock.set_nodelay(true);
             let ws = Stream::new(sock);
             ws.set_read_message_max(64 * 1024 * 1024);
+            ws.set_timeout(Timeout::suggested(Role::Server));
             if deflate {
                 let pmd = PermessageDeflate {
                     server_enable: true,

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use slab::Slab;
 
+use super::buffers::Buffers;
 use super::executor::{Executor, Remote, Task};
 use super::readiness::Readiness;
 use super::timer_queue::TimerQueue;
@@ -120,6 +121,8 @@ pub(crate) struct Inner {
     /// The OS event buffer, kept between polls.
     events: RefCell<Option<mio::Events>>,
     pub(crate) timers: RefCell<TimerQueue>,
+    /// Buffers lent to connections while they move bytes.
+    pub(crate) buffers: Buffers,
     /// Outstanding operations and local work guards.
     work: Cell<usize>,
     stopped: Cell<bool>,
@@ -208,6 +211,7 @@ impl IoContext {
             held_flushes: RefCell::new(Vec::new()),
             events: RefCell::new(None),
             timers: RefCell::new(TimerQueue::default()),
+            buffers: Buffers::default(),
             work: Cell::new(0),
             stopped: Cell::new(false),
             shut_down: Cell::new(false),
@@ -408,6 +412,11 @@ impl Handle {
 
     pub(crate) fn is_shut_down(&self) -> bool {
         self.inner.shut_down.get()
+    }
+
+    /// The buffers this context lends to its connections.
+    pub(crate) fn buffers(&self) -> &Buffers {
+        &self.inner.buffers
     }
 
     pub(crate) fn registry(&self) -> &mio::Registry {

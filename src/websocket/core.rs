@@ -13,11 +13,12 @@ use std::io;
 use std::net::Shutdown;
 use std::rc::Rc;
 
-use bytes::{Buf, BytesMut};
+use bytes::Buf;
 
 use super::deflate::PmdState;
 use super::handshake::{HandshakeOp, HandshakeSettings};
 use super::output::Output;
+use super::read_buffer::ReadBuffer;
 use super::timeout::Timers;
 use super::FrameType;
 use crate::net::{FlatBuffer, Handle, IoHandler, Transport, WaitHandler};
@@ -29,8 +30,6 @@ use crate::{Error, Role};
 
 /// Unmasked payloads at least this long are queued without copying.
 const ZERO_COPY_MIN: usize = 1024;
-/// Bytes asked of the transport per read.
-const READ_CHUNK: usize = 64 * 1024;
 /// Turns in a row the output may be held back while buffered messages are answered.
 const MAX_HOLDS: u32 = 64;
 /// Rounds of the engine per event, so that one busy peer cannot starve the others.
@@ -141,7 +140,7 @@ pub(crate) struct Core<T: Transport> {
 
     // read side
     pub(crate) reader: FrameReader,
-    pub(crate) rd_buf: BytesMut,
+    pub(crate) rd_buf: ReadBuffer,
     pub(crate) rd_frame: Option<FrameHeader>,
     pub(crate) rd_remain: u64,
     pub(crate) rd_phase: usize,
@@ -149,7 +148,8 @@ pub(crate) struct Core<T: Transport> {
     pub(crate) rd_done: bool,
     pub(crate) rd_text: bool,
     pub(crate) utf8: Utf8Validator,
-    pub(crate) close_reason: CloseReason,
+    /// The peer's close reason, once one is received (boxed: most streams never see one).
+    pub(crate) close_reason: Option<Box<CloseReason>>,
 
     // write side
     pub(crate) out: Output,
@@ -170,12 +170,12 @@ pub(crate) struct Core<T: Transport> {
     pub(crate) read_suspended: bool,
     pub(crate) write_op: Option<WriteOp>,
     pub(crate) close_op: Option<WaitHandler>,
-    pub(crate) hs_op: Option<HandshakeOp>,
+    pub(crate) hs_op: Option<Box<HandshakeOp>>,
     pub(crate) hs: HandshakeSettings,
     pub(crate) timers: Timers,
     /// permessage-deflate: the option, the codec and its per-message state.
     pub(crate) pmd: PmdState,
-    teardown: Option<Teardown>,
+    teardown: Option<Box<Teardown>>,
     /// A real error was delivered; later operations see `OperationAborted`.
     pub(crate) ec_delivered: bool,
     /// An error met with no operation pending, for the next operation.
@@ -191,7 +191,7 @@ impl<T: Transport> Core<T> {
             opts: Options::default(),
             control: None,
             reader: FrameReader::new(ReadRules::new(Role::Client)),
-            rd_buf: BytesMut::new(),
+            rd_buf: ReadBuffer::default(),
             rd_frame: None,
             rd_remain: 0,
             rd_phase: 0,
@@ -199,7 +199,7 @@ impl<T: Transport> Core<T> {
             rd_done: true,
             rd_text: true,
             utf8: Utf8Validator::new(),
-            close_reason: CloseReason::default(),
+            close_reason: None,
             out: Output::default(),
             wr_cont: false,
             wr_opcode: Opcode::Text,
@@ -237,7 +237,7 @@ impl<T: Transport> Core<T> {
         self.rd_done = true;
         self.wr_cont = false;
         self.wr_close = false;
-        self.close_reason = CloseReason::default();
+        self.close_reason = None;
         self.ec_delivered = false;
         self.pending_error = None;
     }
@@ -338,6 +338,7 @@ impl<T: Transport> Core<T> {
             Role::Server => None,
         };
         let header = FrameHeader::new(fin, opcode, len as u64, mask);
+        self.out.take_stage(self.transport.handle().buffers());
         let mut raw = [0u8; crate::proto::frame::MAX_HEADER_LEN];
         let n = header.encode(&mut raw);
         self.out.push_copy(&raw[..n]);
@@ -461,21 +462,15 @@ impl<T: Transport> Core<T> {
         if !self.transport.readiness().is_readable() {
             return Ok(false);
         }
-        let len = self.rd_buf.len();
-        self.rd_buf.resize(len + READ_CHUNK, 0);
-        let r = self.transport.read(&mut self.rd_buf[len..]);
-        match r {
-            Ok(0) => {
-                self.rd_buf.truncate(len);
-                Err(Error::Eof)
-            }
+        let spare = self.rd_buf.spare(self.transport.handle().buffers());
+        match self.transport.read(spare) {
+            Ok(0) => Err(Error::Eof),
             Ok(n) => {
-                self.rd_buf.truncate(len + n);
+                self.rd_buf.commit(n);
                 self.note_activity();
                 Ok(true)
             }
             Err(e) => {
-                self.rd_buf.truncate(len);
                 if e.kind() == io::ErrorKind::WouldBlock {
                     Ok(false)
                 } else {
@@ -573,7 +568,7 @@ impl<T: Transport> Core<T> {
         }
         let (header, header_len) = match self.pending_control.take() {
             Some(pending) => pending,
-            None => match self.reader.decode(&self.rd_buf) {
+            None => match self.reader.decode(self.rd_buf.data()) {
                 Ok(Some(found)) => found,
                 Ok(None) => return Step::NeedInput,
                 Err(e) => {
@@ -590,7 +585,7 @@ impl<T: Transport> Core<T> {
             }
             let mut payload = [0u8; MAX_CONTROL_PAYLOAD];
             let n = header.len as usize;
-            payload[..n].copy_from_slice(&self.rd_buf[header_len..total]);
+            payload[..n].copy_from_slice(&self.rd_buf.data()[header_len..total]);
             self.rd_buf.advance(total);
             if let Some(key) = header.mask {
                 apply_mask(&mut payload[..n], key, 0);
@@ -639,15 +634,15 @@ impl<T: Transport> Core<T> {
             return Step::Finished;
         }
         if let Some(key) = frame.mask {
-            self.rd_phase = apply_mask(&mut self.rd_buf[..n], key, self.rd_phase);
+            self.rd_phase = apply_mask(&mut self.rd_buf.data_mut()[..n], key, self.rd_phase);
         }
         if self.rd_text {
-            if let Err(e) = self.utf8.feed(&self.rd_buf[..n]) {
+            if let Err(e) = self.utf8.feed(&self.rd_buf.data()[..n]) {
                 self.fail_protocol(consumer, e);
                 return Step::Finished;
             }
         }
-        if let Err(e) = op.buffer.extend_from_slice(&self.rd_buf[..n]) {
+        if let Err(e) = op.buffer.extend_from_slice(&self.rd_buf.data()[..n]) {
             // Beast: the dynamic buffer overflowed; the stream is failed, no close frame.
             let err = self.deliver(e);
             self.status = Status::Failed;
@@ -729,7 +724,7 @@ impl<T: Transport> Core<T> {
                         return Step::Finished;
                     }
                 };
-                self.close_reason = reason;
+                self.close_reason = Some(Box::new(reason));
                 if draining {
                     self.start_teardown(AfterTeardown::Close(None));
                     return Step::Finished;
@@ -785,10 +780,10 @@ impl<T: Transport> Core<T> {
     }
 
     fn start_teardown(&mut self, then: AfterTeardown) {
-        self.teardown = Some(Teardown {
+        self.teardown = Some(Box::new(Teardown {
             phase: TeardownPhase::Flush,
             then,
-        });
+        }));
     }
 
     /// Tears the transport down (RFC 6455 §7.1.1, Beast's order): a server shuts down its
@@ -825,7 +820,8 @@ impl<T: Transport> Core<T> {
             let _ = self.transport.shutdown(Shutdown::Write);
         }
         self.transport.close();
-        self.rd_buf = BytesMut::new();
+        self.rd_buf.clear();
+        self.rd_buf.give_back(self.transport.handle().buffers());
         let Some(teardown) = self.teardown.take() else {
             return true;
         };
@@ -901,11 +897,29 @@ impl<T: Transport> Core<T> {
             progressed |= self.advance_teardown(handle);
             if !progressed {
                 self.update_timer();
+                self.release_read_buffer(false);
                 return false;
             }
         }
         self.update_timer();
+        self.release_read_buffer(true);
         true
+    }
+
+    /// Gives the lent read buffer back to the context at the end of a drive, unless parsing
+    /// is about to go on: the engine will run again (`again`), or unparsed input waits for
+    /// the application's next read. When every operation waits for input, only a partial
+    /// frame stays, in a small buffer of the stream's own.
+    fn release_read_buffer(&mut self, again: bool) {
+        if !self.rd_buf.is_lent() {
+            return;
+        }
+        let awaited =
+            self.consumer().is_none() && matches!(self.status, Status::Open | Status::Closing);
+        if !self.rd_buf.is_empty() && (again || awaited) {
+            return;
+        }
+        self.rd_buf.give_back(self.transport.handle().buffers());
     }
 
     /// Takes every parked handler out, for the caller to drop with no borrow held (the
@@ -917,7 +931,7 @@ impl<T: Transport> Core<T> {
         Option<ReadOp>,
         Option<WriteOp>,
         Option<WaitHandler>,
-        Option<HandshakeOp>,
+        Option<Box<HandshakeOp>>,
         Option<ControlCallback>,
     ) {
         (

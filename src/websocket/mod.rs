@@ -9,6 +9,7 @@ mod core;
 mod deflate;
 mod handshake;
 mod output;
+mod read_buffer;
 mod stream;
 mod timeout;
 mod write_queue;

@@ -6,6 +6,7 @@ use std::io::{self, IoSlice};
 
 use bytes::{Buf, Bytes, BytesMut};
 
+use crate::net::buffers::Buffers;
 use crate::net::Transport;
 
 /// The most buffers gathered into one vectored write.
@@ -28,6 +29,14 @@ impl Output {
 
     pub(crate) fn is_empty(&self) -> bool {
         self.queued == 0
+    }
+
+    /// Borrows an output stage from the context when none is held (the stage goes back once
+    /// everything queued is written, so that an idle connection holds none).
+    pub(crate) fn take_stage(&mut self, buffers: &Buffers) {
+        if self.stage.capacity() == 0 {
+            self.stage = buffers.take_stage();
+        }
     }
 
     /// Appends a copy of `bytes`.
@@ -89,6 +98,10 @@ impl Output {
             };
             self.consume(written);
         }
+        // Everything is written: the stage goes back to the context (or is freed) until
+        // more output comes.
+        let stage = std::mem::take(&mut self.stage);
+        transport.handle().buffers().give_stage(stage);
         Ok(true)
     }
 
@@ -106,14 +119,15 @@ impl Output {
                     }
                 }
                 None => {
-                    self.stage.advance(n);
+                    if n >= self.stage.len() {
+                        // From its start again: the allocation keeps its whole capacity.
+                        self.stage.clear();
+                    } else {
+                        self.stage.advance(n);
+                    }
                     n = 0;
                 }
             }
-        }
-        if self.queued == 0 {
-            // Reuse the staging allocation from its start.
-            self.stage.clear();
         }
     }
 

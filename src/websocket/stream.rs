@@ -291,7 +291,13 @@ impl<T: Transport> Stream<T> {
     /// assert!(!ws.reason().is_set());
     /// ```
     pub fn reason(&self) -> CloseReason {
-        self.inner.core.borrow().close_reason
+        self.inner
+            .core
+            .borrow()
+            .close_reason
+            .as_deref()
+            .copied()
+            .unwrap_or_default()
     }
 
     /// A suggested number of bytes for the next read (Beast's `read_size_hint`): `initial`
@@ -641,7 +647,7 @@ impl<T: Transport> Stream<T> {
     /// });
     /// ```
     pub fn set_request_decorator(&self, decorator: impl FnMut(&mut RequestType) + 'static) {
-        self.core().hs.request_decorator = Some(Rc::new(RefCell::new(decorator)));
+        self.core().hs.hooks_mut().request_decorator = Some(Rc::new(RefCell::new(decorator)));
     }
 
     /// Sets the decorator of every response the server sends, success or error (Beast's
@@ -657,7 +663,7 @@ impl<T: Transport> Stream<T> {
     /// });
     /// ```
     pub fn set_response_decorator(&self, decorator: impl FnMut(&mut ResponseType) + 'static) {
-        self.core().hs.response_decorator = Some(Rc::new(RefCell::new(decorator)));
+        self.core().hs.hooks_mut().response_decorator = Some(Rc::new(RefCell::new(decorator)));
     }
 
     /// Sets the accept hook (beyond Beast): it sees every valid upgrade request and may
@@ -678,7 +684,7 @@ impl<T: Transport> Stream<T> {
     /// });
     /// ```
     pub fn set_accept_hook(&self, hook: impl FnMut(&RequestType) -> AcceptDecision + 'static) {
-        self.core().hs.accept_hook = Some(Rc::new(RefCell::new(hook)));
+        self.core().hs.hooks_mut().accept_hook = Some(Rc::new(RefCell::new(hook)));
     }
 
     /// Sets the subprotocols a client offers (`Sec-WebSocket-Protocol`), in order of
@@ -691,7 +697,7 @@ impl<T: Transport> Stream<T> {
     /// ws.set_subprotocols(vec!["v2.chat".into(), "v1.chat".into()]);
     /// ```
     pub fn set_subprotocols(&self, protocols: Vec<String>) {
-        self.core().hs.subprotocols = protocols;
+        self.core().hs.hooks_mut().subprotocols = protocols;
     }
 
     /// The subprotocol agreed on by the last handshake, if any.
@@ -1110,5 +1116,70 @@ impl<T: Transport> Stream<T> {
             core.start_close(&reason);
         }
         self.inner.drive();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Stream;
+    use crate::net::{FlatBuffer, IoContext};
+    use crate::Role;
+
+    /// A masked client frame: FIN, `opcode`, a zero mask key (payload unchanged), `payload`.
+    fn frame(opcode: u8, payload: &[u8]) -> Vec<u8> {
+        let mut f = vec![0x80 | opcode, 0x80 | payload.len() as u8, 0, 0, 0, 0];
+        f.extend_from_slice(payload);
+        f
+    }
+
+    /// An open server stream and its transport (to append the client's bytes to).
+    fn open_server(ctx: &IoContext) -> (crate::test::Stream, Stream<crate::test::Stream>) {
+        let (_client, server) = crate::test::Stream::pair(ctx);
+        let ws = Stream::new(server.clone());
+        ws.open_unchecked(Role::Server);
+        (server, ws)
+    }
+
+    #[test]
+    fn a_read_waiting_for_input_keeps_only_the_partial_frame() {
+        let ctx = IoContext::new().unwrap();
+        let (input, ws) = open_server(&ctx);
+        let mut bytes = frame(0x2, b"one");
+        let second = frame(0x2, b"two");
+        bytes.extend_from_slice(&second[..4]);
+        input.append(&bytes);
+        let buffer = FlatBuffer::new();
+        let (w, b) = (ws.clone(), buffer.clone());
+        ws.async_read(&buffer, move |r, n| {
+            assert_eq!((r, n), (Ok(()), 3));
+            b.clear();
+            w.async_read(&b, |r, _| assert!(r.is_err(), "the peer never finishes"));
+        });
+        ctx.poll();
+        let core = ws.inner.core.borrow();
+        assert!(!core.rd_buf.is_lent(), "the lent buffer went back");
+        assert_eq!(core.rd_buf.data(), &second[..4]);
+        assert!(core.out.is_empty());
+    }
+
+    #[test]
+    fn unread_messages_stay_buffered_for_the_next_read() {
+        let ctx = IoContext::new().unwrap();
+        let (input, ws) = open_server(&ctx);
+        let mut bytes = frame(0x2, b"one");
+        bytes.extend_from_slice(&frame(0x1, b"two"));
+        input.append(&bytes);
+        let buffer = FlatBuffer::new();
+        ws.async_read(&buffer, |r, n| assert_eq!((r, n), (Ok(()), 3)));
+        ctx.poll();
+        assert_eq!(&*buffer.data(), b"one");
+        let got = buffer.clone();
+        ws.async_read(&buffer, move |r, n| {
+            assert_eq!((r, n), (Ok(()), 3));
+            assert_eq!(&*got.data(), b"onetwo");
+        });
+        ctx.poll();
+        assert!(ws.got_text());
+        assert!(ws.inner.core.borrow().rd_buf.is_empty());
     }
 }
