@@ -7,8 +7,9 @@
 //! without allocating.
 
 use std::cell::RefCell;
+use std::collections::VecDeque;
 
-use bytes::BytesMut;
+use bytes::{Buf, Bytes, BytesMut};
 
 /// The size of a lent read buffer: the most bytes asked of the transport per read.
 pub(crate) const READ_BUFFER_LEN: usize = 64 * 1024;
@@ -24,7 +25,45 @@ const STAGE_KEPT_MAX: usize = 256 * 1024;
 #[derive(Default)]
 pub(crate) struct Buffers {
     read: RefCell<Vec<Vec<u8>>>,
-    stages: RefCell<Vec<BytesMut>>,
+    /// Boxed as connections hold them, so that lending one moves a pointer.
+    #[allow(clippy::vec_box)]
+    outputs: RefCell<Vec<Box<OutputBufs>>>,
+}
+
+/// The buffers of a connection's queued output: shared chunks written without a copy, and
+/// a stage of copied bytes that follows them.
+#[derive(Default)]
+pub(crate) struct OutputBufs {
+    pub(crate) chunks: VecDeque<Bytes>,
+    pub(crate) stage: BytesMut,
+}
+
+impl OutputBufs {
+    /// Drops the first `n` bytes (written).
+    pub(crate) fn consume(&mut self, mut n: usize) {
+        while n > 0 {
+            match self.chunks.front_mut() {
+                Some(front) => {
+                    if front.len() <= n {
+                        n -= front.len();
+                        self.chunks.pop_front();
+                    } else {
+                        front.advance(n);
+                        n = 0;
+                    }
+                }
+                None => {
+                    if n >= self.stage.len() {
+                        // From its start again: the allocation keeps its whole capacity.
+                        self.stage.clear();
+                    } else {
+                        self.stage.advance(n);
+                    }
+                    n = 0;
+                }
+            }
+        }
+    }
 }
 
 impl Buffers {
@@ -45,17 +84,18 @@ impl Buffers {
         }
     }
 
-    /// An empty output stage, with the capacity it had when it was given back.
-    pub(crate) fn take_stage(&self) -> BytesMut {
-        self.stages.borrow_mut().pop().unwrap_or_default()
+    /// Empty output buffers, with the capacity they had when they were given back.
+    pub(crate) fn take_output(&self) -> Box<OutputBufs> {
+        self.outputs.borrow_mut().pop().unwrap_or_default()
     }
 
-    /// Takes an output stage back; its contents are discarded.
-    pub(crate) fn give_stage(&self, mut stage: BytesMut) {
-        stage.clear();
-        let mut free = self.stages.borrow_mut();
-        if stage.capacity() > 0 && stage.capacity() <= STAGE_KEPT_MAX && free.len() < KEPT {
-            free.push(stage);
+    /// Takes output buffers back; their contents are discarded.
+    pub(crate) fn give_output(&self, mut bufs: Box<OutputBufs>) {
+        bufs.chunks.clear();
+        bufs.stage.clear();
+        let mut free = self.outputs.borrow_mut();
+        if bufs.stage.capacity() <= STAGE_KEPT_MAX && free.len() < KEPT {
+            free.push(bufs);
         }
     }
 }
@@ -81,13 +121,14 @@ mod tests {
     }
 
     #[test]
-    fn stages_come_back_empty_with_their_capacity() {
+    fn output_buffers_come_back_empty_with_their_capacity() {
         let buffers = Buffers::default();
-        let mut s = buffers.take_stage();
-        s.extend_from_slice(&[1; 100]);
-        buffers.give_stage(s);
-        let s = buffers.take_stage();
-        assert!(s.is_empty());
-        assert!(s.capacity() >= 100);
+        let mut o = buffers.take_output();
+        o.stage.extend_from_slice(&[1; 100]);
+        o.chunks.push_back(Bytes::from_static(b"shared"));
+        buffers.give_output(o);
+        let o = buffers.take_output();
+        assert!(o.stage.is_empty() && o.chunks.is_empty());
+        assert!(o.stage.capacity() >= 100);
     }
 }

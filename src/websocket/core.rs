@@ -21,6 +21,7 @@ use super::output::Output;
 use super::read_buffer::ReadBuffer;
 use super::timeout::Timers;
 use super::FrameType;
+use crate::net::stream_core::WriteJob;
 use crate::net::{FlatBuffer, Handle, IoHandler, Transport, WaitHandler};
 use crate::proto::close::{CloseCode, CloseReason};
 use crate::proto::frame::{FrameHeader, FrameReader, Opcode, ReadRules, MAX_CONTROL_PAYLOAD};
@@ -86,11 +87,23 @@ pub(crate) struct ReadOp {
 }
 
 pub(crate) struct WriteOp {
-    pub(crate) data: Box<dyn Buf>,
+    /// The caller's buffers and handler, in one allocation.
+    pub(crate) job: Box<dyn WriteJob>,
     pub(crate) fin: bool,
-    pub(crate) handler: IoHandler,
     pub(crate) taken: usize,
     pub(crate) emitted: bool,
+}
+
+impl WriteOp {
+    /// The caller's buffers (what is left of them).
+    pub(crate) fn data(&mut self) -> &mut dyn Buf {
+        self.job.data()
+    }
+
+    /// Queues the handler with `result` and the payload bytes taken.
+    pub(crate) fn complete(self, handle: &Handle, result: Result<(), Error>) {
+        handle.complete_job(self.job.into_job(), result, self.taken);
+    }
 }
 
 /// What a finished teardown completes.
@@ -144,7 +157,8 @@ pub(crate) struct Core<T: Transport> {
     pub(crate) rd_frame: Option<FrameHeader>,
     pub(crate) rd_remain: u64,
     pub(crate) rd_phase: usize,
-    pub(crate) pending_control: Option<(FrameHeader, usize)>,
+    /// A control frame whose payload is not all in yet (boxed: rare).
+    pub(crate) pending_control: Option<Box<(FrameHeader, usize)>>,
     pub(crate) rd_done: bool,
     pub(crate) rd_text: bool,
     pub(crate) utf8: Utf8Validator,
@@ -179,7 +193,7 @@ pub(crate) struct Core<T: Transport> {
     /// A real error was delivered; later operations see `OperationAborted`.
     pub(crate) ec_delivered: bool,
     /// An error met with no operation pending, for the next operation.
-    pub(crate) pending_error: Option<Error>,
+    pub(crate) pending_error: Option<Box<Error>>,
 }
 
 impl<T: Transport> Core<T> {
@@ -274,7 +288,7 @@ impl<T: Transport> Core<T> {
     pub(crate) fn admit(&mut self, busy: bool) -> Result<(), Error> {
         if let Some(e) = self.pending_error.take() {
             self.ec_delivered = true;
-            return Err(e);
+            return Err(*e);
         }
         match self.status {
             Status::Closed | Status::Failed | Status::Handshake => {
@@ -309,7 +323,7 @@ impl<T: Transport> Core<T> {
         }
         if let Some(op) = self.write_op.take() {
             let err = next(self);
-            handle.complete_io(op.handler, Err(err), op.taken);
+            op.complete(handle, Err(err));
         }
         if let Some(h) = self.close_op.take() {
             let err = next(self);
@@ -322,7 +336,7 @@ impl<T: Transport> Core<T> {
         if !any_pending {
             if let Some(e) = e.take() {
                 if !self.ec_delivered {
-                    self.pending_error = Some(e);
+                    self.pending_error = Some(Box::new(e));
                 }
             }
         }
@@ -375,17 +389,17 @@ impl<T: Transport> Core<T> {
         };
         if self.wr_close || self.status != Status::Open {
             let e = self.deliver(Error::OperationAborted);
-            handle.complete_io(op.handler, Err(e), op.taken);
+            op.complete(handle, Err(e));
             return true;
         }
-        if self.pmd_write(&op) {
+        if self.pmd_write(&mut op) {
             return self.advance_write_deflate(handle, op);
         }
         let mut progressed = false;
         loop {
-            let remaining = op.data.remaining();
+            let remaining = op.data().remaining();
             if op.emitted && remaining == 0 {
-                handle.complete_io(op.handler, Ok(()), op.taken);
+                op.complete(handle, Ok(()));
                 return true;
             }
             if self.out.len() >= self.opts.high_water() {
@@ -413,7 +427,7 @@ impl<T: Transport> Core<T> {
             } else {
                 self.wr_opcode
             };
-            self.emit_frame(fin, opcode, &mut *op.data, len);
+            self.emit_frame(fin, opcode, op.data(), len);
             self.wr_cont = !fin;
             op.taken += len;
             op.emitted = true;
@@ -567,7 +581,7 @@ impl<T: Transport> Core<T> {
             return Step::Progress;
         }
         let (header, header_len) = match self.pending_control.take() {
-            Some(pending) => pending,
+            Some(pending) => *pending,
             None => match self.reader.decode(self.rd_buf.data()) {
                 Ok(Some(found)) => found,
                 Ok(None) => return Step::NeedInput,
@@ -580,7 +594,7 @@ impl<T: Transport> Core<T> {
         if header.opcode.is_control() {
             let total = header_len + header.len as usize;
             if self.rd_buf.len() < total {
-                self.pending_control = Some((header, header_len));
+                self.pending_control = Some(Box::new((header, header_len)));
                 return Step::NeedInput;
             }
             let mut payload = [0u8; MAX_CONTROL_PAYLOAD];
@@ -873,7 +887,7 @@ impl<T: Transport> Core<T> {
         }
         self.read_suspended = false;
         if let Some(op) = self.write_op.take() {
-            handle.complete_io(op.handler, Err(Error::OperationAborted), op.taken);
+            op.complete(handle, Err(Error::OperationAborted));
         }
     }
 

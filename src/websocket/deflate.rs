@@ -217,11 +217,11 @@ impl<T: Transport> Core<T> {
     /// Decides, at the start of a message, whether it is compressed (Beast: negotiated,
     /// `compress()`, and the first write at least `msg_size_threshold` bytes), and says
     /// whether `op` goes through the compressor.
-    pub(crate) fn pmd_write(&mut self, op: &WriteOp) -> bool {
+    pub(crate) fn pmd_write(&mut self, op: &mut WriteOp) -> bool {
         if !self.wr_cont && !self.pmd.wr_in_msg && !op.emitted {
             self.pmd.wr_compress = self.pmd.codec.is_some()
                 && self.pmd.compress
-                && op.data.remaining() >= self.pmd.opts.msg_size_threshold;
+                && op.data().remaining() >= self.pmd.opts.msg_size_threshold;
         }
         self.pmd.wr_compress
     }
@@ -248,7 +248,7 @@ impl<T: Transport> Core<T> {
             None => Vec::new(),
         };
         let outcome = loop {
-            let remaining = op.data.remaining();
+            let remaining = op.data().remaining();
             if !op.fin && remaining == 0 {
                 break Ok(true);
             }
@@ -258,14 +258,15 @@ impl<T: Transport> Core<T> {
             let Some(deflater) = self.pmd.codec.as_mut().map(|c| &mut c.deflater) else {
                 break Err(Error::OperationAborted);
             };
-            let input = op.data.chunk();
-            let piece_last = op.fin && input.len() == remaining;
+            let fin = op.fin;
+            let input = op.data().chunk();
+            let piece_last = fin && input.len() == remaining;
             buf.clear();
             let p = match deflater.compress(input, piece_last, &mut buf, chunk) {
                 Ok(p) => p,
                 Err(e) => break Err(e),
             };
-            op.data.advance(p.consumed);
+            op.data().advance(p.consumed);
             op.taken += p.consumed;
             progressed = true;
             let end = piece_last && p.done;
@@ -290,7 +291,7 @@ impl<T: Transport> Core<T> {
         }
         match outcome {
             Ok(true) => {
-                handle.complete_io(op.handler, Ok(()), op.taken);
+                op.complete(handle, Ok(()));
                 true
             }
             Ok(false) => {
@@ -300,7 +301,7 @@ impl<T: Transport> Core<T> {
             Err(e) => {
                 self.status = Status::Failed;
                 let e = self.deliver(e);
-                handle.complete_io(op.handler, Err(e), op.taken);
+                op.complete(handle, Err(e));
                 true
             }
         }

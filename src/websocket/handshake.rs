@@ -24,16 +24,16 @@ pub(crate) type AcceptHookFn = Rc<RefCell<dyn FnMut(&RequestType) -> AcceptDecis
 /// Settings of the opening handshake.
 #[derive(Default)]
 pub(crate) struct HandshakeSettings {
-    pub(crate) parser: ParserOptions,
     /// Allocated only when the application sets any of them (most streams never do).
     hooks: Option<Box<HandshakeHooks>>,
     /// What the last handshake agreed on.
     pub(crate) negotiated: Negotiated,
 }
 
-/// The application's additions to the opening handshake.
+/// The application's choices for the opening handshake.
 #[derive(Default)]
 pub(crate) struct HandshakeHooks {
+    pub(crate) parser: ParserOptions,
     pub(crate) subprotocols: Vec<String>,
     pub(crate) request_decorator: Option<RequestDecorator>,
     pub(crate) response_decorator: Option<ResponseDecorator>,
@@ -41,13 +41,17 @@ pub(crate) struct HandshakeHooks {
 }
 
 impl HandshakeSettings {
-    /// The hooks, for setting one.
+    /// The choices, for setting one.
     pub(crate) fn hooks_mut(&mut self) -> &mut HandshakeHooks {
         self.hooks.get_or_insert_with(Box::default)
     }
 
     fn hooks(&self) -> Option<&HandshakeHooks> {
         self.hooks.as_deref()
+    }
+
+    fn parser(&self) -> ParserOptions {
+        self.hooks().map(|h| h.parser).unwrap_or_default()
     }
 }
 
@@ -139,7 +143,7 @@ impl<T: Transport> Core<T> {
         self.rd_buf.clear();
         self.hs_op = Some(Box::new(HandshakeOp::Client {
             request: Box::new(request),
-            parser: ResponseParser::new(self.hs.parser),
+            parser: ResponseParser::new(self.hs.parser()),
             handler,
         }));
         Ok(())
@@ -152,7 +156,7 @@ impl<T: Transport> Core<T> {
         self.rd_buf.clear();
         self.rd_buf.extend_from_slice(already_read);
         self.hs_op = Some(Box::new(HandshakeOp::ServerRead {
-            parser: RequestParser::new(self.hs.parser),
+            parser: RequestParser::new(self.hs.parser()),
             handler,
         }));
     }

@@ -1,23 +1,23 @@
 //! The connection's corked output: frames queued by operations, written with one vectored
 //! write per flush.
 
-use std::collections::VecDeque;
 use std::io::{self, IoSlice};
 
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Buf, Bytes};
 
-use crate::net::buffers::Buffers;
+use crate::net::buffers::{Buffers, OutputBufs};
 use crate::net::Transport;
 
 /// The most buffers gathered into one vectored write.
 const MAX_IOVECS: usize = 64;
 
 /// Queued outgoing bytes: small pieces (headers, masked or short payloads) are copied into
-/// `stage`; large unmasked payloads are queued as the caller's `Bytes`, without a copy.
+/// the stage; large unmasked payloads are queued as the caller's `Bytes`, without a copy.
+/// The buffers are lent by the context while output is queued and given back once it is
+/// all written, so that an idle connection holds none.
 #[derive(Default)]
 pub(crate) struct Output {
-    chunks: VecDeque<Bytes>,
-    stage: BytesMut,
+    bufs: Option<Box<OutputBufs>>,
     queued: usize,
 }
 
@@ -31,34 +31,38 @@ impl Output {
         self.queued == 0
     }
 
-    /// Borrows an output stage from the context when none is held (the stage goes back once
-    /// everything queued is written, so that an idle connection holds none).
+    /// Borrows the context's buffers when none are held.
     pub(crate) fn take_stage(&mut self, buffers: &Buffers) {
-        if self.stage.capacity() == 0 {
-            self.stage = buffers.take_stage();
+        if self.bufs.is_none() {
+            self.bufs = Some(buffers.take_output());
         }
+    }
+
+    fn bufs(&mut self) -> &mut OutputBufs {
+        self.bufs.get_or_insert_with(Box::default)
     }
 
     /// Appends a copy of `bytes`.
     pub(crate) fn push_copy(&mut self, bytes: &[u8]) {
-        self.stage.extend_from_slice(bytes);
+        self.bufs().stage.extend_from_slice(bytes);
         self.queued += bytes.len();
     }
 
     /// Appends `len` bytes taken from `data`, copied, and returns the copy for in-place
     /// transformation (masking).
     pub(crate) fn push_from_buf(&mut self, data: &mut dyn Buf, len: usize) -> &mut [u8] {
-        let start = self.stage.len();
+        self.queued += len;
+        let stage = &mut self.bufs().stage;
+        let start = stage.len();
         let mut left = len;
         while left > 0 {
             let chunk = data.chunk();
             let n = chunk.len().min(left);
-            self.stage.extend_from_slice(&chunk[..n]);
+            stage.extend_from_slice(&chunk[..n]);
             data.advance(n);
             left -= n;
         }
-        self.queued += len;
-        &mut self.stage[start..]
+        &mut stage[start..]
     }
 
     /// Appends a shared chunk without copying it.
@@ -66,27 +70,30 @@ impl Output {
         if chunk.is_empty() {
             return;
         }
-        if !self.stage.is_empty() {
-            self.chunks.push_back(self.stage.split().freeze());
-        }
         self.queued += chunk.len();
-        self.chunks.push_back(chunk);
+        let bufs = self.bufs();
+        if !bufs.stage.is_empty() {
+            let staged = bufs.stage.split().freeze();
+            bufs.chunks.push_back(staged);
+        }
+        bufs.chunks.push_back(chunk);
     }
 
     /// Writes as much as the transport takes. Returns `Ok(true)` once everything queued is
     /// written, `Ok(false)` when the transport would block.
     pub(crate) fn flush<T: Transport>(&mut self, transport: &mut T) -> io::Result<bool> {
         while self.queued > 0 {
+            let bufs = self.bufs();
             let written = {
                 let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
                 let mut count = 0;
-                for chunk in self.chunks.iter().take(MAX_IOVECS - 1) {
+                for chunk in bufs.chunks.iter().take(MAX_IOVECS - 1) {
                     slices[count] = IoSlice::new(chunk);
                     count += 1;
                 }
                 // The staged bytes follow every chunk: they go only with the last one.
-                if count == self.chunks.len() && !self.stage.is_empty() {
-                    slices[count] = IoSlice::new(&self.stage);
+                if count == bufs.chunks.len() && !bufs.stage.is_empty() {
+                    slices[count] = IoSlice::new(&bufs.stage);
                     count += 1;
                 }
                 match transport.write_vectored(&slices[..count]) {
@@ -96,45 +103,19 @@ impl Output {
                     Err(e) => return Err(e),
                 }
             };
-            self.consume(written);
+            bufs.consume(written);
+            self.queued -= written;
         }
-        // Everything is written: the stage goes back to the context (or is freed) until
-        // more output comes.
-        let stage = std::mem::take(&mut self.stage);
-        transport.handle().buffers().give_stage(stage);
+        // Everything is written: the buffers go back to the context until more output comes.
+        if let Some(bufs) = self.bufs.take() {
+            transport.handle().buffers().give_output(bufs);
+        }
         Ok(true)
-    }
-
-    fn consume(&mut self, mut n: usize) {
-        self.queued -= n;
-        while n > 0 {
-            match self.chunks.front_mut() {
-                Some(front) => {
-                    if front.len() <= n {
-                        n -= front.len();
-                        self.chunks.pop_front();
-                    } else {
-                        front.advance(n);
-                        n = 0;
-                    }
-                }
-                None => {
-                    if n >= self.stage.len() {
-                        // From its start again: the allocation keeps its whole capacity.
-                        self.stage.clear();
-                    } else {
-                        self.stage.advance(n);
-                    }
-                    n = 0;
-                }
-            }
-        }
     }
 
     /// Drops everything queued (the connection failed).
     pub(crate) fn discard(&mut self) {
-        self.chunks.clear();
-        self.stage.clear();
+        self.bufs = None;
         self.queued = 0;
     }
 }

@@ -9,6 +9,7 @@ use super::core::{Core, ReadOp, Status, WriteOp};
 use super::handshake::{header_of, ClientHandler};
 use super::timeout::Timeout;
 use super::FrameType;
+use crate::net::stream_core::Write;
 use crate::net::{
     FlatBuffer, Handle, InternalTimer, Readiness, ReadyListener, Transport, WaitHandler,
 };
@@ -59,7 +60,7 @@ impl<T: Transport> Drop for Inner<T> {
             self.handle.complete_io(op.handler, aborted(), op.n);
         }
         if let Some(op) = write {
-            self.handle.complete_io(op.handler, aborted(), op.taken);
+            op.complete(&self.handle, aborted());
         }
         if let Some(h) = close {
             self.handle.complete_wait(h, aborted());
@@ -720,7 +721,7 @@ impl<T: Transport> Stream<T> {
     /// rbeast::websocket::Stream::new(a).set_max_handshake_bytes(1536);
     /// ```
     pub fn set_max_handshake_bytes(&self, n: usize) {
-        self.core().hs.parser.max_header_bytes = n;
+        self.core().hs.hooks_mut().parser.max_header_bytes = n;
     }
 
     /// Performs the client handshake (Beast's `async_handshake`): sends the upgrade request
@@ -982,7 +983,7 @@ impl<T: Transport> Stream<T> {
         data: impl Buf + 'static,
         handler: impl FnOnce(Result<(), Error>, usize) + 'static,
     ) {
-        let handler: Box<dyn FnOnce(Result<(), Error>, usize)> = Box::new(handler);
+        let job = Write::boxed(data, handler);
         if self.handle().is_shut_down() {
             return;
         }
@@ -998,14 +999,13 @@ impl<T: Transport> Stream<T> {
             });
             if let Err(e) = admitted {
                 drop(core);
-                self.handle().post_io(handler, Err(e), 0);
+                self.handle().post_job(job.into_job(), Err(e), 0);
                 return;
             }
             self.handle().work_started();
             core.write_op = Some(WriteOp {
-                data: Box::new(data),
+                job,
                 fin,
-                handler,
                 taken: 0,
                 emitted: false,
             });
