@@ -530,7 +530,7 @@ impl<T: Transport> Core<T> {
     }
 
     /// The transport ended or failed while a frame consumer needed input.
-    fn on_read_error(&mut self, handle: &Handle, consumer: Consumer, e: Error) {
+    pub(crate) fn on_read_error(&mut self, handle: &Handle, consumer: Consumer, e: Error) {
         match consumer {
             Consumer::Read => {
                 if let Some(op) = self.read_op.take() {
@@ -626,7 +626,9 @@ impl<T: Transport> Core<T> {
     fn step_payload(&mut self, handle: &Handle, consumer: Consumer) -> Step {
         let avail = self.rd_buf.len().min(self.rd_remain as usize);
         if avail == 0 {
-            return Step::NeedInput;
+            return self
+                .read_payload_direct(handle, consumer)
+                .unwrap_or(Step::NeedInput);
         }
         let Some(frame) = self.rd_frame else {
             return Step::NeedInput;
@@ -663,8 +665,20 @@ impl<T: Transport> Core<T> {
             self.complete_read(handle, Err(err));
             return Step::Finished;
         }
-        op.n += n;
         self.rd_buf.advance(n);
+        self.payload_delivered(handle, consumer, n)
+    }
+
+    /// `n` payload bytes of the current frame were appended to the read operation's buffer.
+    pub(crate) fn payload_delivered(
+        &mut self,
+        handle: &Handle,
+        consumer: Consumer,
+        n: usize,
+    ) -> Step {
+        if let Some(op) = self.read_op.as_mut() {
+            op.n += n;
+        }
         self.rd_remain -= n as u64;
         if self.rd_remain == 0 {
             return self.end_of_frame(handle, consumer);

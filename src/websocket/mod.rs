@@ -7,6 +7,7 @@
 
 mod core;
 mod deflate;
+mod direct_read;
 mod handshake;
 mod output;
 mod read_buffer;
