@@ -40,6 +40,8 @@ fn accept_loop(acceptor: TcpAcceptor, deflate: bool) {
             let ws = Stream::new(sock);
             ws.set_read_message_max(64 * 1024 * 1024);
             ws.set_timeout(Timeout::suggested(Role::Server));
+            // Echo each message as one frame, as the harness's Beast server does.
+            ws.set_auto_fragment(false);
             if deflate {
                 let pmd = PermessageDeflate {
                     server_enable: true,
