@@ -651,7 +651,7 @@ impl Inner {
             let busy = !self.ready.borrow().is_empty()
                 || !self.signals.borrow().is_empty()
                 || !self.held_flushes.borrow().is_empty()
-                || !self.tasks.is_empty();
+                || self.remote_pending();
             let now = Instant::now();
             if let Some(d) = deadline {
                 if now >= d {
@@ -705,7 +705,7 @@ impl Inner {
                 Readiness::from_event(event),
             );
         }
-        if woken || !self.tasks.is_empty() {
+        if woken || self.remote_pending() {
             progressed |= self.run_remote_tasks();
         }
         *self.events.borrow_mut() = Some(events);
@@ -756,6 +756,14 @@ impl Inner {
             }
             *self.flushes_spare.borrow_mut() = flushes;
         }
+    }
+
+    /// True when cross-thread tasks may be waiting without a wake-up on the way: the
+    /// `notified` flag is set from a send until the run loop takes the tasks, and set again
+    /// when it leaves some for the next turn. (A task sent but not yet flagged has its
+    /// wake-up on the way.) Cheaper than looking at the channel on every turn.
+    fn remote_pending(&self) -> bool {
+        self.remote.notified.load(Ordering::SeqCst)
     }
 
     /// Moves cross-thread tasks into the ready queue.

@@ -10,6 +10,8 @@ use crate::net::Transport;
 
 /// The most buffers gathered into one vectored write.
 const MAX_IOVECS: usize = 64;
+/// The gather array of a flush with few chunks.
+const FEW_IOVECS: usize = 4;
 
 /// Queued outgoing bytes: small pieces (headers, masked or short payloads) are copied into
 /// the stage; large unmasked payloads are queued as the caller's `Bytes`, without a copy.
@@ -84,24 +86,17 @@ impl Output {
     pub(crate) fn flush<T: Transport>(&mut self, transport: &mut T) -> io::Result<bool> {
         while self.queued > 0 {
             let bufs = self.bufs();
-            let written = {
-                let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
-                let mut count = 0;
-                for chunk in bufs.chunks.iter().take(MAX_IOVECS - 1) {
-                    slices[count] = IoSlice::new(chunk);
-                    count += 1;
-                }
-                // The staged bytes follow every chunk: they go only with the last one.
-                if count == bufs.chunks.len() && !bufs.stage.is_empty() {
-                    slices[count] = IoSlice::new(&bufs.stage);
-                    count += 1;
-                }
-                match transport.write_vectored(&slices[..count]) {
-                    Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                    Ok(n) => n,
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
-                    Err(e) => return Err(e),
-                }
+            // Most flushes carry a stage and a chunk or two: a small gather array is enough.
+            let written = if bufs.chunks.len() < FEW_IOVECS {
+                write_gathered::<FEW_IOVECS, T>(bufs, transport)
+            } else {
+                write_gathered::<MAX_IOVECS, T>(bufs, transport)
+            };
+            let written = match written {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+                Err(e) => return Err(e),
             };
             bufs.consume(written);
             self.queued -= written;
@@ -118,6 +113,26 @@ impl Output {
         self.bufs = None;
         self.queued = 0;
     }
+}
+
+/// Writes the first `N - 1` chunks, and the stage when every chunk fits, with one vectored
+/// write.
+fn write_gathered<const N: usize, T: Transport>(
+    bufs: &OutputBufs,
+    transport: &mut T,
+) -> io::Result<usize> {
+    let mut slices = [IoSlice::new(&[]); N];
+    let mut count = 0;
+    for chunk in bufs.chunks.iter().take(N - 1) {
+        slices[count] = IoSlice::new(chunk);
+        count += 1;
+    }
+    // The staged bytes follow every chunk: they go only with the last one.
+    if count == bufs.chunks.len() && !bufs.stage.is_empty() {
+        slices[count] = IoSlice::new(&bufs.stage);
+        count += 1;
+    }
+    transport.write_vectored(&slices[..count])
 }
 
 #[cfg(test)]
@@ -141,5 +156,27 @@ mod tests {
         assert!(out.flush(&mut a).unwrap());
         assert!(out.is_empty());
         assert_eq!(b.str(), "hdr1-payload-one-hdr2tail");
+    }
+
+    #[test]
+    fn many_chunks_go_out_in_order_over_several_gathers() {
+        let ctx = IoContext::new().unwrap();
+        let (mut a, b) = Stream::pair(&ctx);
+        a.write_size(1000);
+        let mut out = Output::default();
+        let mut expected = String::new();
+        for i in 0..150 {
+            let header = format!("<{i}>");
+            let payload = format!("payload {i};");
+            out.push_copy(header.as_bytes());
+            out.push_shared(Bytes::from(payload.clone()));
+            expected.push_str(&header);
+            expected.push_str(&payload);
+        }
+        out.push_copy(b"end");
+        expected.push_str("end");
+        while !out.flush(&mut a).unwrap() {}
+        assert!(out.is_empty());
+        assert_eq!(b.str(), expected);
     }
 }
