@@ -435,6 +435,23 @@ impl<T: Transport> Core<T> {
         }
     }
 
+    /// Emits the frames of a write just started when it is the only thing to do: the stream
+    /// is open with nothing else in progress, and the frames fit below the high-water mark.
+    /// Returns true when the write completed so; false when the whole engine must run.
+    pub(crate) fn write_at_once(&mut self, handle: &Handle) -> bool {
+        if self.status != Status::Open
+            || self.teardown.is_some()
+            || self.flush_blocked
+            || self.out.len() >= self.opts.high_water()
+        {
+            return false;
+        }
+        self.advance_write(handle);
+        self.write_op.is_none()
+            && self.status == Status::Open
+            && self.out.len() < self.opts.high_water()
+    }
+
     /// Decides, at the end of a turn, whether to hold the output back one more turn: a read
     /// completed and more input is already buffered, so the application is about to reply
     /// to the next message too and both replies can leave in one write. Bounded by the

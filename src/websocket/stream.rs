@@ -28,9 +28,21 @@ pub(crate) struct Inner<T: Transport> {
 impl<T: Transport> Inner<T> {
     /// Runs the engine, then asks for an end-of-turn flush if output is waiting.
     pub(crate) fn drive(&self) {
+        self.run(|core, handle| core.drive(handle));
+    }
+
+    /// As [`drive`](Inner::drive) after a write was started: when its frames fit in the
+    /// output at once, nothing else can have changed and the whole engine need not run.
+    fn drive_write(&self) {
+        self.run(|core, handle| !core.write_at_once(handle) && core.drive(handle));
+    }
+
+    /// Runs `step` on the core (true: it stopped at its fairness bound with work left),
+    /// then asks for an end-of-turn flush if output is waiting.
+    fn run(&self, step: impl FnOnce(&mut Core<T>, &Handle) -> bool) {
         let (again, flush) = {
             let mut core = self.core.borrow_mut();
-            let again = core.drive(&self.handle);
+            let again = step(&mut core, &self.handle);
             (again, core.take_flush_request())
         };
         if flush {
@@ -1010,7 +1022,7 @@ impl<T: Transport> Stream<T> {
                 emitted: false,
             });
         }
-        self.inner.drive();
+        self.inner.drive_write();
     }
 
     /// Sends a ping with `payload` (at most 125 bytes). The handler runs once the frame is
