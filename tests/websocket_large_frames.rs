@@ -99,6 +99,19 @@ fn text_round_trip<T: Transport>(
     assert!(got == message.as_bytes());
 }
 
+/// Sends `message` (not valid UTF-8) as one text frame; the client reads, so that it sees
+/// the server's close frame and the teardown can end.
+fn bad_text_round_trip<T: Transport>(
+    ctx: &IoContext,
+    client: &Stream<T>,
+    server: &Stream<T>,
+    message: Vec<u8>,
+) -> (Result<(), Error>, Bytes) {
+    client.set_binary(false);
+    client.async_read(&FlatBuffer::new(), |r, _| assert_eq!(r, Err(Error::Closed)));
+    one_frame_round_trip(ctx, client, server, Bytes::from(message), FlatBuffer::new())
+}
+
 #[test]
 fn a_large_text_frame_arrives_whole_over_tcp() {
     let ctx = IoContext::new().unwrap();
@@ -120,16 +133,7 @@ fn invalid_utf8_deep_in_a_large_text_frame_fails_the_read() {
     let mut message = text(1 << 20).into_bytes();
     message.extend_from_slice(&[0xE2, 0x82]); // a truncated '€'
     message.extend_from_slice(b"tail");
-    client.set_binary(false);
-    // The client reads, so that it sees the close frame and the teardown can end.
-    client.async_read(&FlatBuffer::new(), |r, _| assert_eq!(r, Err(Error::Closed)));
-    let (r, _) = one_frame_round_trip(
-        &ctx,
-        &client,
-        &server,
-        Bytes::from(message),
-        FlatBuffer::new(),
-    );
+    let (r, _) = bad_text_round_trip(&ctx, &client, &server, message);
     assert_eq!(r, Err(Error::BadFramePayload));
 }
 
@@ -214,4 +218,22 @@ fn read_some_limits_hold_for_large_frames() {
     }
     assert!(server.is_message_done());
     assert!(*buffer.data() == message[..]);
+}
+
+#[test]
+fn a_medium_text_frame_unmasked_while_copied_survives_tiny_reads() {
+    let ctx = IoContext::new().unwrap();
+    let (client, server) = memory_pair(&ctx, 97);
+    text_round_trip(&ctx, &client, &server, 5000);
+}
+
+#[test]
+fn invalid_utf8_in_a_medium_text_frame_appends_nothing_of_the_bad_piece() {
+    let ctx = IoContext::new().unwrap();
+    let (client, server) = memory_pair(&ctx, 1 << 20);
+    let mut message = text(3000).into_bytes();
+    message.extend_from_slice(&[0xFF; 8]);
+    let (r, got) = bad_text_round_trip(&ctx, &client, &server, message);
+    assert_eq!(r, Err(Error::BadFramePayload));
+    assert!(got.is_empty(), "{} bytes kept", got.len());
 }

@@ -199,6 +199,14 @@ impl FlatBuffer {
         })
     }
 
+    /// Removes the last `n` readable bytes (appended by an operation that then failed).
+    pub(crate) fn drop_last(&self, n: usize) {
+        let mut i = self.inner.borrow_mut();
+        let keep = i.readable - n.min(i.readable);
+        i.readable = keep;
+        i.buf.truncate(keep);
+    }
+
     /// Makes `n` prepared bytes readable (at most what the last `prepare` handed out).
     ///
     /// ```

@@ -25,12 +25,14 @@ use crate::net::stream_core::WriteJob;
 use crate::net::{FlatBuffer, Handle, IoHandler, Transport, WaitHandler};
 use crate::proto::close::{CloseCode, CloseReason};
 use crate::proto::frame::{FrameHeader, FrameReader, Opcode, ReadRules, MAX_CONTROL_PAYLOAD};
-use crate::proto::mask::{apply_mask, mask_key};
+use crate::proto::mask::{apply_mask, mask_copy, mask_key};
 use crate::proto::utf8::Utf8Validator;
 use crate::{Error, Role};
 
 /// Unmasked payloads at least this long are queued without copying.
 const ZERO_COPY_MIN: usize = 1024;
+/// Payloads at least this long are unmasked while being copied to the caller's buffer.
+const MASK_COPY_MIN: usize = 512;
 /// Turns in a row the output may be held back while buffered messages are answered.
 const MAX_HOLDS: u32 = 64;
 /// Rounds of the engine per event, so that one busy peer cannot starve the others.
@@ -666,21 +668,41 @@ impl<T: Transport> Core<T> {
             self.complete_read(handle, Ok(()));
             return Step::Finished;
         }
-        if let Some(key) = frame.mask {
+        // Unmask while copying into the caller's buffer: one pass over the payload (short
+        // payloads are cheaper unmasked in place and appended).
+        if let Some(key) = frame.mask.filter(|_| n < MASK_COPY_MIN) {
             self.rd_phase = apply_mask(&mut self.rd_buf.data_mut()[..n], key, self.rd_phase);
         }
-        if self.rd_text {
-            if let Err(e) = self.utf8.feed(&self.rd_buf.data()[..n]) {
-                self.fail_protocol(consumer, e);
-                return Step::Finished;
+        let src = &self.rd_buf.data()[..n];
+        let appended = match frame.mask.filter(|_| n >= MASK_COPY_MIN) {
+            Some(key) => {
+                let phase = self.rd_phase;
+                // SAFETY: `mask_copy` writes every byte of the slice it is given, and the
+                // closure reports exactly that many.
+                let copied = unsafe {
+                    op.buffer.append_uninit(n, |dst| {
+                        self.rd_phase = mask_copy(dst, src, key, phase);
+                        Ok(n)
+                    })
+                };
+                copied.map(|_| ())
             }
-        }
-        if let Err(e) = op.buffer.extend_from_slice(&self.rd_buf.data()[..n]) {
+            None => op.buffer.extend_from_slice(src),
+        };
+        if let Err(e) = appended {
             // Beast: the dynamic buffer overflowed; the stream is failed, no close frame.
             let err = self.deliver(e);
             self.status = Status::Failed;
             self.complete_read(handle, Err(err));
             return Step::Finished;
+        }
+        if self.rd_text {
+            let checked = self.utf8.feed(&op.buffer.last_mut(n));
+            if let Err(e) = checked {
+                op.buffer.drop_last(n);
+                self.fail_protocol(consumer, e);
+                return Step::Finished;
+            }
         }
         self.rd_buf.advance(n);
         self.payload_delivered(handle, consumer, n)

@@ -89,6 +89,7 @@ impl<T: Transport> Core<T> {
             if self.rd_text {
                 if let Err(e) = self.utf8.feed(&fresh) {
                     drop(fresh);
+                    buffer.drop_last(n);
                     self.fail_protocol(consumer, e);
                     return Some(Step::Finished);
                 }
