@@ -454,6 +454,16 @@ impl<T: Transport> Core<T> {
             && self.out.len() < self.opts.high_water()
     }
 
+    /// True when written output may let something advance: a write parked for room, a
+    /// handshake reply or a teardown waiting for the output to go, or a status that changed
+    /// (a failed write). An open stream with none of these has nothing to do after a flush.
+    pub(crate) fn waits_for_output(&self) -> bool {
+        self.write_op.is_some()
+            || self.hs_op.is_some()
+            || self.teardown.is_some()
+            || self.status != Status::Open
+    }
+
     /// Decides, at the end of a turn, whether to hold the output back one more turn: a read
     /// completed and more input is already buffered, so the application is about to reply
     /// to the next message too and both replies can leave in one write. Bounded by the

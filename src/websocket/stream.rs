@@ -110,10 +110,13 @@ impl<T: Transport> crate::net::Flush for Inner<T> {
                 return;
             }
         }
-        let progressed = self.core.borrow_mut().flush_now(&self.handle);
-        if progressed {
-            // Room in the output may let a parked write go on; a failed flush completes
-            // operations. Either way, advance.
+        let advance = {
+            let mut core = self.core.borrow_mut();
+            core.flush_now(&self.handle) && core.waits_for_output()
+        };
+        if advance {
+            // Room in the output may let a parked write go on, and a failed flush changed
+            // the stream's status: advance.
             self.drive();
         }
     }
