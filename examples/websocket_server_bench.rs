@@ -1,7 +1,9 @@
 //! The echo server measured by the side-by-side benchmark harness: one context on one
 //! thread, listening on 127.0.0.1, echoing each message with its opcode. It is the plain
 //! handler-based loop (async_read → async_write → async_read): the batching of system calls
-//! comes from the stream's corked writes, not from anything special here.
+//! comes from the stream's corked writes, not from anything special here. Each stream has
+//! Beast's suggested server timeouts (handshake bound, idle bound with keep-alive pings), so
+//! an idle connection carries a pending read and an armed idle timer.
 //!
 //! Usage: `websocket_server_bench --port P [--deflate] [--tls cert.pem key.pem]`. With
 //! `--tls` (built with the `tls` feature) it serves `wss://`: the TLS handshake first, then
@@ -12,7 +14,8 @@ use std::process::ExitCode;
 
 use rbeast::net::{FlatBuffer, IoContext, TcpAcceptor, Transport};
 use rbeast::proto::deflate::PermessageDeflate;
-use rbeast::websocket::Stream;
+use rbeast::websocket::{Stream, Timeout};
+use rbeast::Role;
 
 const USAGE: &str = "Usage: websocket_server_bench --port P [--deflate] [--tls cert.pem key.pem]";
 
@@ -36,6 +39,9 @@ fn echo<T: Transport>(ws: Stream<T>, buffer: FlatBuffer) {
 /// Sets the session's options and runs the WebSocket accept, then the echo loop.
 fn serve<T: Transport>(ws: Stream<T>, deflate: bool) {
     ws.set_read_message_max(64 * 1024 * 1024);
+    ws.set_timeout(Timeout::suggested(Role::Server));
+    // Echo each message as one frame, as the harness's Beast server does.
+    ws.set_auto_fragment(false);
     if deflate {
         let pmd = PermessageDeflate {
             server_enable: true,

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use slab::Slab;
 
+use super::buffers::Buffers;
 use super::executor::{Executor, Remote, Task};
 use super::readiness::Readiness;
 use super::timer_queue::TimerQueue;
@@ -120,6 +121,8 @@ pub(crate) struct Inner {
     /// The OS event buffer, kept between polls.
     events: RefCell<Option<mio::Events>>,
     pub(crate) timers: RefCell<TimerQueue>,
+    /// Buffers lent to connections while they move bytes.
+    pub(crate) buffers: Buffers,
     /// Outstanding operations and local work guards.
     work: Cell<usize>,
     stopped: Cell<bool>,
@@ -208,6 +211,7 @@ impl IoContext {
             held_flushes: RefCell::new(Vec::new()),
             events: RefCell::new(None),
             timers: RefCell::new(TimerQueue::default()),
+            buffers: Buffers::default(),
             work: Cell::new(0),
             stopped: Cell::new(false),
             shut_down: Cell::new(false),
@@ -408,6 +412,11 @@ impl Handle {
 
     pub(crate) fn is_shut_down(&self) -> bool {
         self.inner.shut_down.get()
+    }
+
+    /// The buffers this context lends to its connections.
+    pub(crate) fn buffers(&self) -> &Buffers {
+        &self.inner.buffers
     }
 
     pub(crate) fn registry(&self) -> &mio::Registry {
@@ -642,7 +651,7 @@ impl Inner {
             let busy = !self.ready.borrow().is_empty()
                 || !self.signals.borrow().is_empty()
                 || !self.held_flushes.borrow().is_empty()
-                || !self.tasks.is_empty();
+                || self.remote_pending();
             let now = Instant::now();
             if let Some(d) = deadline {
                 if now >= d {
@@ -696,7 +705,7 @@ impl Inner {
                 Readiness::from_event(event),
             );
         }
-        if woken || !self.tasks.is_empty() {
+        if woken || self.remote_pending() {
             progressed |= self.run_remote_tasks();
         }
         *self.events.borrow_mut() = Some(events);
@@ -747,6 +756,14 @@ impl Inner {
             }
             *self.flushes_spare.borrow_mut() = flushes;
         }
+    }
+
+    /// True when cross-thread tasks may be waiting without a wake-up on the way: the
+    /// `notified` flag is set from a send until the run loop takes the tasks, and set again
+    /// when it leaves some for the next turn. (A task sent but not yet flagged has its
+    /// wake-up on the way.) Cheaper than looking at the channel on every turn.
+    fn remote_pending(&self) -> bool {
+        self.remote.notified.load(Ordering::SeqCst)
     }
 
     /// Moves cross-thread tasks into the ready queue.

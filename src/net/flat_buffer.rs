@@ -1,6 +1,8 @@
 //! `FlatBuffer`: Beast's `flat_buffer`, as a shared handle over `BytesMut`.
 
 use std::cell::{Ref, RefCell, RefMut};
+use std::io;
+use std::mem::MaybeUninit;
 use std::rc::Rc;
 
 use bytes::{Buf, Bytes, BytesMut};
@@ -162,6 +164,47 @@ impl FlatBuffer {
             i.buf.resize(end, 0);
         }
         Ok(RefMut::map(i, |i| &mut i.buf[i.readable..end]))
+    }
+
+    /// Appends up to `n` bytes written by `read` into uninitialised room after the readable
+    /// bytes; `read` returns how many it wrote. The room is reserved, never zero-filled.
+    ///
+    /// # Safety
+    /// When `read` returns `Ok(k)`, it must have initialised the first `k` bytes of the
+    /// slice it was given (and `k` is at most its length).
+    pub(crate) unsafe fn append_uninit(
+        &self,
+        n: usize,
+        read: impl FnOnce(&mut [MaybeUninit<u8>]) -> io::Result<usize>,
+    ) -> Result<io::Result<usize>, Error> {
+        self.reserve(n)?;
+        let mut i = self.inner.borrow_mut();
+        let readable = i.readable;
+        let result = read(&mut i.buf.spare_capacity_mut()[..n]);
+        if let Ok(k) = result {
+            let k = k.min(n);
+            // SAFETY: the caller guarantees that `read` initialised the first `k` bytes of
+            // the spare capacity, which starts at `readable` (the current length).
+            unsafe { i.buf.set_len(readable + k) };
+            i.readable += k;
+        }
+        Ok(result)
+    }
+
+    /// The last `n` readable bytes, for transforming in place (unmasking).
+    pub(crate) fn last_mut(&self, n: usize) -> RefMut<'_, [u8]> {
+        RefMut::map(self.inner.borrow_mut(), |i| {
+            let end = i.readable;
+            &mut i.buf[end - n.min(end)..end]
+        })
+    }
+
+    /// Removes the last `n` readable bytes (appended by an operation that then failed).
+    pub(crate) fn drop_last(&self, n: usize) {
+        let mut i = self.inner.borrow_mut();
+        let keep = i.readable - n.min(i.readable);
+        i.readable = keep;
+        i.buf.truncate(keep);
     }
 
     /// Makes `n` prepared bytes readable (at most what the last `prepare` handed out).

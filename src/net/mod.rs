@@ -5,6 +5,7 @@
 //! state owned by the context's thread (`!Send` on purpose: no locks on the hot path);
 //! [`Executor`] is the `Send` door for other threads.
 
+pub(crate) mod buffers;
 mod context;
 mod executor;
 mod flat_buffer;

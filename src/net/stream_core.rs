@@ -150,10 +150,21 @@ impl<R: RawIo> StreamCore<R> {
     // ---- the Transport side ----
 
     pub(crate) fn t_read(&self, buf: &mut [u8]) -> io::Result<usize> {
+        let len = buf.len();
+        self.track_read(len, || self.io.raw_read(buf))
+    }
+
+    /// Runs `read` (a read of at most `len` bytes), retrying on `EINTR`, and updates the
+    /// readiness latch from its outcome.
+    pub(crate) fn track_read(
+        &self,
+        len: usize,
+        mut read: impl FnMut() -> io::Result<usize>,
+    ) -> io::Result<usize> {
         loop {
-            match self.io.raw_read(buf) {
+            match read() {
                 Ok(n) => {
-                    if R::SHORT_READ_DRAINS && n < buf.len() && n > 0 && !self.read_closed.get() {
+                    if R::SHORT_READ_DRAINS && n < len && n > 0 && !self.read_closed.get() {
                         // A short read drained the socket: the next edge re-arms us.
                         self.readable.set(false);
                     }

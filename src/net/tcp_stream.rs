@@ -2,6 +2,7 @@
 
 use std::cell::{Cell, RefCell};
 use std::io::{self, IoSlice, Read, Write};
+use std::mem::MaybeUninit;
 use std::net::{Shutdown, SocketAddr};
 use std::rc::Rc;
 
@@ -51,6 +52,17 @@ fn not_connected() -> io::Error {
 /// I/O on a socket that was closed locally: the operation was aborted.
 fn closed() -> io::Error {
     crate::error::io_error_from(Error::OperationAborted)
+}
+
+impl TcpIo {
+    /// Reads into memory that need not be initialised (`recv(2)` through socket2, which
+    /// returns how many bytes at the start of `buf` it initialised).
+    fn read_uninit(&self, buf: &mut [MaybeUninit<u8>]) -> io::Result<usize> {
+        match self.sock.borrow().as_ref() {
+            Some(s) => socket2::SockRef::from(s).recv(buf),
+            None => Err(closed()),
+        }
+    }
 }
 
 impl RawIo for TcpIo {
@@ -176,6 +188,16 @@ impl TcpStream {
     /// ```
     pub fn new(handle: &Handle) -> TcpStream {
         TcpStream::with_socket(handle, None)
+    }
+
+    /// Reads available bytes into memory that need not be initialised, as
+    /// [`Transport::read`](crate::net::Transport::read) does; returns how many bytes at the
+    /// start of `buf` were read (and so initialised). Used to read large payloads straight
+    /// into a caller's buffer without zero-filling it first.
+    pub(crate) fn read_uninit(&self, buf: &mut [MaybeUninit<u8>]) -> io::Result<usize> {
+        let len = buf.len();
+        self.core
+            .track_read(len, || self.core.io.read_uninit(&mut *buf))
     }
 
     fn with_socket(handle: &Handle, sock: Option<mio::net::TcpStream>) -> TcpStream {

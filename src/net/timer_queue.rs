@@ -30,8 +30,31 @@ struct Slot {
     generation: u32,
     expiry: Option<Instant>,
     queued: Option<Instant>,
-    waiters: Vec<WaitHandler>,
-    target: Option<Weak<dyn TimerTarget>>,
+    owner: Owner,
+}
+
+/// Who hears of an expiry: the waits of a `SteadyTimer`, or the object of an internal timer.
+enum Owner {
+    Waiters(Vec<WaitHandler>),
+    Target(Weak<dyn TimerTarget>),
+}
+
+impl Slot {
+    /// Takes the pending waits out (none for an internal timer).
+    fn take_waiters(&mut self) -> Vec<WaitHandler> {
+        match &mut self.owner {
+            Owner::Waiters(waiters) => std::mem::take(waiters),
+            Owner::Target(_) => Vec::new(),
+        }
+    }
+
+    /// True when an expiry would reach someone.
+    fn is_awaited(&self) -> bool {
+        match &self.owner {
+            Owner::Waiters(waiters) => !waiters.is_empty(),
+            Owner::Target(_) => true,
+        }
+    }
 }
 
 #[derive(Default)]
@@ -77,8 +100,10 @@ impl TimerQueue {
             generation,
             expiry,
             queued: None,
-            waiters: Vec::new(),
-            target,
+            owner: match target {
+                Some(target) => Owner::Target(target),
+                None => Owner::Waiters(Vec::new()),
+            },
         }) as u32;
         TimerKey { index, generation }
     }
@@ -92,7 +117,7 @@ impl TimerQueue {
     /// Frees the slot; returns the waiters, which the caller completes as aborted.
     pub(crate) fn remove(&mut self, key: TimerKey) -> Vec<WaitHandler> {
         match self.slot(key) {
-            Some(_) => self.slots.remove(key.index as usize).waiters,
+            Some(_) => self.slots.remove(key.index as usize).take_waiters(),
             None => Vec::new(),
         }
     }
@@ -107,7 +132,7 @@ impl TimerQueue {
             return Vec::new();
         };
         slot.expiry = expiry;
-        let cancelled = std::mem::take(&mut slot.waiters);
+        let cancelled = slot.take_waiters();
         self.schedule(key);
         cancelled
     }
@@ -129,26 +154,24 @@ impl TimerQueue {
         key: TimerKey,
         handler: WaitHandler,
     ) -> Result<(), WaitHandler> {
-        match self.slot(key) {
-            Some(slot) => {
-                slot.waiters.push(handler);
+        match self.slot(key).map(|slot| &mut slot.owner) {
+            Some(Owner::Waiters(waiters)) => {
+                waiters.push(handler);
                 self.schedule(key);
                 Ok(())
             }
-            None => Err(handler),
+            _ => Err(handler),
         }
     }
 
     pub(crate) fn cancel(&mut self, key: TimerKey) -> Vec<WaitHandler> {
-        self.slot(key)
-            .map(|s| std::mem::take(&mut s.waiters))
-            .unwrap_or_default()
+        self.slot(key).map(Slot::take_waiters).unwrap_or_default()
     }
 
     fn schedule(&mut self, key: TimerKey) {
         let Some(slot) = self.slot(key) else { return };
         let Some(expiry) = slot.expiry else { return };
-        if slot.waiters.is_empty() && slot.target.is_none() {
+        if !slot.is_awaited() {
             return;
         }
         if slot.queued.is_some_and(|q| q <= expiry) {
@@ -180,12 +203,16 @@ impl TimerQueue {
                 self.schedule(key);
                 continue;
             }
-            if !slot.waiters.is_empty() {
-                return Some(Expired::Waiters(std::mem::take(&mut slot.waiters)));
-            }
-            if let Some(target) = slot.target.clone() {
-                slot.expiry = None;
-                return Some(Expired::Target(target));
+            match &mut slot.owner {
+                Owner::Waiters(waiters) if !waiters.is_empty() => {
+                    return Some(Expired::Waiters(std::mem::take(waiters)));
+                }
+                Owner::Waiters(_) => {}
+                Owner::Target(target) => {
+                    let target = target.clone();
+                    slot.expiry = None;
+                    return Some(Expired::Target(target));
+                }
             }
         }
     }
@@ -195,7 +222,7 @@ impl TimerQueue {
         self.heap.clear();
         let mut all = Vec::new();
         for (_, slot) in self.slots.iter_mut() {
-            all.append(&mut slot.waiters);
+            all.append(&mut slot.take_waiters());
             slot.queued = None;
         }
         all

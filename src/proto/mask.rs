@@ -12,6 +12,7 @@
 use rand::rngs::{SmallRng, StdRng};
 use rand::{RngCore, SeedableRng};
 use std::cell::RefCell;
+use std::mem::MaybeUninit;
 
 /// Bytes handled per step of the block loop: a multiple of 4 so the key keeps its phase.
 const BLOCK: usize = 64;
@@ -37,13 +38,7 @@ const BLOCK: usize = 64;
 pub fn apply_mask(buf: &mut [u8], key: [u8; 4], offset: usize) -> usize {
     let phase = offset & 3;
     let next = (phase + buf.len()) & 3;
-    // The key as seen from buf[0].
-    let k = [
-        key[phase],
-        key[(phase + 1) & 3],
-        key[(phase + 2) & 3],
-        key[(phase + 3) & 3],
-    ];
+    let k = in_phase(key, phase);
     if buf.len() < 16 {
         for (i, b) in buf.iter_mut().enumerate() {
             *b ^= k[i & 3];
@@ -61,6 +56,51 @@ pub fn apply_mask(buf: &mut [u8], key: [u8; 4], offset: usize) -> usize {
     // The tail starts at a multiple of BLOCK, so the pattern is still in phase.
     for (b, p) in blocks.into_remainder().iter_mut().zip(pattern.iter()) {
         *b ^= *p;
+    }
+    next
+}
+
+/// The key as seen from a byte at `phase` (0 to 3) within the payload.
+#[inline]
+fn in_phase(key: [u8; 4], phase: usize) -> [u8; 4] {
+    [
+        key[phase],
+        key[(phase + 1) & 3],
+        key[(phase + 2) & 3],
+        key[(phase + 3) & 3],
+    ]
+}
+
+/// Writes `src` XORed with `key` into `dst`, which must be as long: unmasking and copying in
+/// one pass. `src[0]` is byte number `offset` of the frame payload; returns the offset after
+/// the last byte, as [`apply_mask`] does. Every byte of `dst` is written.
+pub(crate) fn mask_copy(
+    dst: &mut [MaybeUninit<u8>],
+    src: &[u8],
+    key: [u8; 4],
+    offset: usize,
+) -> usize {
+    assert_eq!(dst.len(), src.len(), "mask_copy needs equal lengths");
+    let phase = offset & 3;
+    let next = (phase + src.len()) & 3;
+    let k = in_phase(key, phase);
+    let pattern = [k; BLOCK / 4];
+    let pattern = pattern.as_flattened();
+    let mut to = dst.chunks_exact_mut(BLOCK);
+    let mut from = src.chunks_exact(BLOCK);
+    for (d, s) in (&mut to).zip(&mut from) {
+        for ((d, s), p) in d.iter_mut().zip(s).zip(pattern) {
+            d.write(s ^ p);
+        }
+    }
+    // The tails start at a multiple of BLOCK, so the pattern is still in phase.
+    for ((d, s), p) in to
+        .into_remainder()
+        .iter_mut()
+        .zip(from.remainder())
+        .zip(pattern)
+    {
+        d.write(s ^ p);
     }
     next
 }
@@ -129,6 +169,24 @@ mod tests {
                     );
                     assert_eq!(ret, (offset + len) % 4);
                 }
+            }
+        }
+    }
+
+    #[test]
+    fn mask_copy_matches_apply_mask() {
+        let key = [0x37, 0xFA, 0x21, 0x3D];
+        let src: Vec<u8> = (0..700u32).map(|i| (i * 131 + 7) as u8).collect();
+        for len in (0..300).chain([511, 512, 513, 700]) {
+            for offset in 0..4 {
+                let mut expected = src[..len].to_vec();
+                let want = apply_mask(&mut expected, key, offset);
+                let mut dst = vec![MaybeUninit::new(0u8); len];
+                let got = mask_copy(&mut dst, &src[..len], key, offset);
+                // SAFETY: every element was initialised when `dst` was built.
+                let dst: Vec<u8> = dst.iter().map(|b| unsafe { b.assume_init() }).collect();
+                assert_eq!(dst, expected, "len {len} offset {offset}");
+                assert_eq!(got, want);
             }
         }
     }

@@ -13,24 +13,26 @@ use std::io;
 use std::net::Shutdown;
 use std::rc::Rc;
 
-use bytes::{Buf, BytesMut};
+use bytes::Buf;
 
 use super::deflate::PmdState;
 use super::handshake::{HandshakeOp, HandshakeSettings};
 use super::output::Output;
+use super::read_buffer::ReadBuffer;
 use super::timeout::Timers;
 use super::FrameType;
+use crate::net::stream_core::WriteJob;
 use crate::net::{FlatBuffer, Handle, IoHandler, Transport, WaitHandler};
 use crate::proto::close::{CloseCode, CloseReason};
 use crate::proto::frame::{FrameHeader, FrameReader, Opcode, ReadRules, MAX_CONTROL_PAYLOAD};
-use crate::proto::mask::{apply_mask, mask_key};
+use crate::proto::mask::{apply_mask, mask_copy, mask_key};
 use crate::proto::utf8::Utf8Validator;
 use crate::{Error, Role};
 
 /// Unmasked payloads at least this long are queued without copying.
 const ZERO_COPY_MIN: usize = 1024;
-/// Bytes asked of the transport per read.
-const READ_CHUNK: usize = 64 * 1024;
+/// Payloads at least this long are unmasked while being copied to the caller's buffer.
+const MASK_COPY_MIN: usize = 512;
 /// Turns in a row the output may be held back while buffered messages are answered.
 const MAX_HOLDS: u32 = 64;
 /// Rounds of the engine per event, so that one busy peer cannot starve the others.
@@ -87,11 +89,23 @@ pub(crate) struct ReadOp {
 }
 
 pub(crate) struct WriteOp {
-    pub(crate) data: Box<dyn Buf>,
+    /// The caller's buffers and handler, in one allocation.
+    pub(crate) job: Box<dyn WriteJob>,
     pub(crate) fin: bool,
-    pub(crate) handler: IoHandler,
     pub(crate) taken: usize,
     pub(crate) emitted: bool,
+}
+
+impl WriteOp {
+    /// The caller's buffers (what is left of them).
+    pub(crate) fn data(&mut self) -> &mut dyn Buf {
+        self.job.data()
+    }
+
+    /// Queues the handler with `result` and the payload bytes taken.
+    pub(crate) fn complete(self, handle: &Handle, result: Result<(), Error>) {
+        handle.complete_job(self.job.into_job(), result, self.taken);
+    }
 }
 
 /// What a finished teardown completes.
@@ -143,15 +157,17 @@ pub(crate) struct Core<T: Transport> {
 
     // read side
     pub(crate) reader: FrameReader,
-    pub(crate) rd_buf: BytesMut,
+    pub(crate) rd_buf: ReadBuffer,
     pub(crate) rd_frame: Option<FrameHeader>,
     pub(crate) rd_remain: u64,
     pub(crate) rd_phase: usize,
-    pub(crate) pending_control: Option<(FrameHeader, usize)>,
+    /// A control frame whose payload is not all in yet (boxed: rare).
+    pub(crate) pending_control: Option<Box<(FrameHeader, usize)>>,
     pub(crate) rd_done: bool,
     pub(crate) rd_text: bool,
     pub(crate) utf8: Utf8Validator,
-    pub(crate) close_reason: CloseReason,
+    /// The peer's close reason, once one is received (boxed: most streams never see one).
+    pub(crate) close_reason: Option<Box<CloseReason>>,
 
     // write side
     pub(crate) out: Output,
@@ -172,16 +188,16 @@ pub(crate) struct Core<T: Transport> {
     pub(crate) read_suspended: bool,
     pub(crate) write_op: Option<WriteOp>,
     pub(crate) close_op: Option<WaitHandler>,
-    pub(crate) hs_op: Option<HandshakeOp>,
+    pub(crate) hs_op: Option<Box<HandshakeOp>>,
     pub(crate) hs: HandshakeSettings,
     pub(crate) timers: Timers,
     /// permessage-deflate: the option, the codec and its per-message state.
     pub(crate) pmd: PmdState,
-    teardown: Option<Teardown>,
+    teardown: Option<Box<Teardown>>,
     /// A real error was delivered; later operations see `OperationAborted`.
     pub(crate) ec_delivered: bool,
     /// An error met with no operation pending, for the next operation.
-    pub(crate) pending_error: Option<Error>,
+    pub(crate) pending_error: Option<Box<Error>>,
 }
 
 impl<T: Transport> Core<T> {
@@ -193,7 +209,7 @@ impl<T: Transport> Core<T> {
             opts: Options::default(),
             control: None,
             reader: FrameReader::new(ReadRules::new(Role::Client)),
-            rd_buf: BytesMut::new(),
+            rd_buf: ReadBuffer::default(),
             rd_frame: None,
             rd_remain: 0,
             rd_phase: 0,
@@ -201,7 +217,7 @@ impl<T: Transport> Core<T> {
             rd_done: true,
             rd_text: true,
             utf8: Utf8Validator::new(),
-            close_reason: CloseReason::default(),
+            close_reason: None,
             out: Output::default(),
             wr_cont: false,
             wr_opcode: Opcode::Text,
@@ -239,7 +255,7 @@ impl<T: Transport> Core<T> {
         self.rd_done = true;
         self.wr_cont = false;
         self.wr_close = false;
-        self.close_reason = CloseReason::default();
+        self.close_reason = None;
         self.ec_delivered = false;
         self.pending_error = None;
     }
@@ -276,7 +292,7 @@ impl<T: Transport> Core<T> {
     pub(crate) fn admit(&mut self, busy: bool) -> Result<(), Error> {
         if let Some(e) = self.pending_error.take() {
             self.ec_delivered = true;
-            return Err(e);
+            return Err(*e);
         }
         match self.status {
             Status::Closed | Status::Failed | Status::Handshake => {
@@ -311,7 +327,7 @@ impl<T: Transport> Core<T> {
         }
         if let Some(op) = self.write_op.take() {
             let err = next(self);
-            handle.complete_io(op.handler, Err(err), op.taken);
+            op.complete(handle, Err(err));
         }
         if let Some(h) = self.close_op.take() {
             let err = next(self);
@@ -324,7 +340,7 @@ impl<T: Transport> Core<T> {
         if !any_pending {
             if let Some(e) = e.take() {
                 if !self.ec_delivered {
-                    self.pending_error = Some(e);
+                    self.pending_error = Some(Box::new(e));
                 }
             }
         }
@@ -340,6 +356,7 @@ impl<T: Transport> Core<T> {
             Role::Server => None,
         };
         let header = FrameHeader::new(fin, opcode, len as u64, mask);
+        self.out.take_stage(self.transport.handle().buffers());
         let mut raw = [0u8; crate::proto::frame::MAX_HEADER_LEN];
         let n = header.encode(&mut raw);
         self.out.push_copy(&raw[..n]);
@@ -376,17 +393,17 @@ impl<T: Transport> Core<T> {
         };
         if self.wr_close || self.status != Status::Open {
             let e = self.deliver(Error::OperationAborted);
-            handle.complete_io(op.handler, Err(e), op.taken);
+            op.complete(handle, Err(e));
             return true;
         }
-        if self.pmd_write(&op) {
+        if self.pmd_write(&mut op) {
             return self.advance_write_deflate(handle, op);
         }
         let mut progressed = false;
         loop {
-            let remaining = op.data.remaining();
+            let remaining = op.data().remaining();
             if op.emitted && remaining == 0 {
-                handle.complete_io(op.handler, Ok(()), op.taken);
+                op.complete(handle, Ok(()));
                 return true;
             }
             if self.out.len() >= self.opts.high_water() {
@@ -414,12 +431,39 @@ impl<T: Transport> Core<T> {
             } else {
                 self.wr_opcode
             };
-            self.emit_frame(fin, opcode, &mut *op.data, len);
+            self.emit_frame(fin, opcode, op.data(), len);
             self.wr_cont = !fin;
             op.taken += len;
             op.emitted = true;
             progressed = true;
         }
+    }
+
+    /// Emits the frames of a write just started when it is the only thing to do: the stream
+    /// is open with nothing else in progress, and the frames fit below the high-water mark.
+    /// Returns true when the write completed so; false when the whole engine must run.
+    pub(crate) fn write_at_once(&mut self, handle: &Handle) -> bool {
+        if self.status != Status::Open
+            || self.teardown.is_some()
+            || self.flush_blocked
+            || self.out.len() >= self.opts.high_water()
+        {
+            return false;
+        }
+        self.advance_write(handle);
+        self.write_op.is_none()
+            && self.status == Status::Open
+            && self.out.len() < self.opts.high_water()
+    }
+
+    /// True when written output may let something advance: a write parked for room, a
+    /// handshake reply or a teardown waiting for the output to go, or a status that changed
+    /// (a failed write). An open stream with none of these has nothing to do after a flush.
+    pub(crate) fn waits_for_output(&self) -> bool {
+        self.write_op.is_some()
+            || self.hs_op.is_some()
+            || self.teardown.is_some()
+            || self.status != Status::Open
     }
 
     /// Decides, at the end of a turn, whether to hold the output back one more turn: a read
@@ -463,21 +507,15 @@ impl<T: Transport> Core<T> {
         if !self.transport.readiness().is_readable() {
             return Ok(false);
         }
-        let len = self.rd_buf.len();
-        self.rd_buf.resize(len + READ_CHUNK, 0);
-        let r = self.transport.read(&mut self.rd_buf[len..]);
-        match r {
-            Ok(0) => {
-                self.rd_buf.truncate(len);
-                Err(Error::Eof)
-            }
+        let spare = self.rd_buf.spare(self.transport.handle().buffers());
+        match self.transport.read(spare) {
+            Ok(0) => Err(Error::Eof),
             Ok(n) => {
-                self.rd_buf.truncate(len + n);
+                self.rd_buf.commit(n);
                 self.note_activity();
                 Ok(true)
             }
             Err(e) => {
-                self.rd_buf.truncate(len);
                 if e.kind() == io::ErrorKind::WouldBlock {
                     Ok(false)
                 } else {
@@ -523,7 +561,7 @@ impl<T: Transport> Core<T> {
     }
 
     /// The transport ended or failed while a frame consumer needed input.
-    fn on_read_error(&mut self, handle: &Handle, consumer: Consumer, e: Error) {
+    pub(crate) fn on_read_error(&mut self, handle: &Handle, consumer: Consumer, e: Error) {
         match consumer {
             Consumer::Read => {
                 if let Some(op) = self.read_op.take() {
@@ -574,8 +612,8 @@ impl<T: Transport> Core<T> {
             return Step::Progress;
         }
         let (header, header_len) = match self.pending_control.take() {
-            Some(pending) => pending,
-            None => match self.reader.decode(&self.rd_buf) {
+            Some(pending) => *pending,
+            None => match self.reader.decode(self.rd_buf.data()) {
                 Ok(Some(found)) => found,
                 Ok(None) => return Step::NeedInput,
                 Err(e) => {
@@ -587,12 +625,12 @@ impl<T: Transport> Core<T> {
         if header.opcode.is_control() {
             let total = header_len + header.len as usize;
             if self.rd_buf.len() < total {
-                self.pending_control = Some((header, header_len));
+                self.pending_control = Some(Box::new((header, header_len)));
                 return Step::NeedInput;
             }
             let mut payload = [0u8; MAX_CONTROL_PAYLOAD];
             let n = header.len as usize;
-            payload[..n].copy_from_slice(&self.rd_buf[header_len..total]);
+            payload[..n].copy_from_slice(&self.rd_buf.data()[header_len..total]);
             self.rd_buf.advance(total);
             if let Some(key) = header.mask {
                 apply_mask(&mut payload[..n], key, 0);
@@ -619,7 +657,9 @@ impl<T: Transport> Core<T> {
     fn step_payload(&mut self, handle: &Handle, consumer: Consumer) -> Step {
         let avail = self.rd_buf.len().min(self.rd_remain as usize);
         if avail == 0 {
-            return Step::NeedInput;
+            return self
+                .read_payload_direct(handle, consumer)
+                .unwrap_or(Step::NeedInput);
         }
         let Some(frame) = self.rd_frame else {
             return Step::NeedInput;
@@ -640,24 +680,56 @@ impl<T: Transport> Core<T> {
             self.complete_read(handle, Ok(()));
             return Step::Finished;
         }
-        if let Some(key) = frame.mask {
-            self.rd_phase = apply_mask(&mut self.rd_buf[..n], key, self.rd_phase);
+        // Unmask while copying into the caller's buffer: one pass over the payload (short
+        // payloads are cheaper unmasked in place and appended).
+        if let Some(key) = frame.mask.filter(|_| n < MASK_COPY_MIN) {
+            self.rd_phase = apply_mask(&mut self.rd_buf.data_mut()[..n], key, self.rd_phase);
         }
-        if self.rd_text {
-            if let Err(e) = self.utf8.feed(&self.rd_buf[..n]) {
-                self.fail_protocol(consumer, e);
-                return Step::Finished;
+        let src = &self.rd_buf.data()[..n];
+        let appended = match frame.mask.filter(|_| n >= MASK_COPY_MIN) {
+            Some(key) => {
+                let phase = self.rd_phase;
+                // SAFETY: `mask_copy` writes every byte of the slice it is given, and the
+                // closure reports exactly that many.
+                let copied = unsafe {
+                    op.buffer.append_uninit(n, |dst| {
+                        self.rd_phase = mask_copy(dst, src, key, phase);
+                        Ok(n)
+                    })
+                };
+                copied.map(|_| ())
             }
-        }
-        if let Err(e) = op.buffer.extend_from_slice(&self.rd_buf[..n]) {
+            None => op.buffer.extend_from_slice(src),
+        };
+        if let Err(e) = appended {
             // Beast: the dynamic buffer overflowed; the stream is failed, no close frame.
             let err = self.deliver(e);
             self.status = Status::Failed;
             self.complete_read(handle, Err(err));
             return Step::Finished;
         }
-        op.n += n;
+        if self.rd_text {
+            let checked = self.utf8.feed(&op.buffer.last_mut(n));
+            if let Err(e) = checked {
+                op.buffer.drop_last(n);
+                self.fail_protocol(consumer, e);
+                return Step::Finished;
+            }
+        }
         self.rd_buf.advance(n);
+        self.payload_delivered(handle, consumer, n)
+    }
+
+    /// `n` payload bytes of the current frame were appended to the read operation's buffer.
+    pub(crate) fn payload_delivered(
+        &mut self,
+        handle: &Handle,
+        consumer: Consumer,
+        n: usize,
+    ) -> Step {
+        if let Some(op) = self.read_op.as_mut() {
+            op.n += n;
+        }
         self.rd_remain -= n as u64;
         if self.rd_remain == 0 {
             return self.end_of_frame(handle, consumer);
@@ -731,7 +803,7 @@ impl<T: Transport> Core<T> {
                         return Step::Finished;
                     }
                 };
-                self.close_reason = reason;
+                self.close_reason = Some(Box::new(reason));
                 if draining {
                     self.start_teardown(AfterTeardown::Close(None));
                     return Step::Finished;
@@ -787,11 +859,11 @@ impl<T: Transport> Core<T> {
     }
 
     fn start_teardown(&mut self, then: AfterTeardown) {
-        self.teardown = Some(Teardown {
+        self.teardown = Some(Box::new(Teardown {
             phase: TeardownPhase::Flush,
             then,
             shutdown_error: None,
-        });
+        }));
     }
 
     /// Tears the transport down (RFC 6455 §7.1.1, Beast's order): a server shuts down its
@@ -831,7 +903,8 @@ impl<T: Transport> Core<T> {
             Role::Server => outcome,
         };
         self.transport.close();
-        self.rd_buf = BytesMut::new();
+        self.rd_buf.clear();
+        self.rd_buf.give_back(self.transport.handle().buffers());
         let Some(teardown) = self.teardown.take() else {
             return true;
         };
@@ -896,7 +969,7 @@ impl<T: Transport> Core<T> {
         }
         self.read_suspended = false;
         if let Some(op) = self.write_op.take() {
-            handle.complete_io(op.handler, Err(Error::OperationAborted), op.taken);
+            op.complete(handle, Err(Error::OperationAborted));
         }
     }
 
@@ -920,11 +993,29 @@ impl<T: Transport> Core<T> {
             progressed |= self.advance_teardown(handle);
             if !progressed {
                 self.update_timer();
+                self.release_read_buffer(false);
                 return false;
             }
         }
         self.update_timer();
+        self.release_read_buffer(true);
         true
+    }
+
+    /// Gives the lent read buffer back to the context at the end of a drive, unless parsing
+    /// is about to go on: the engine will run again (`again`), or unparsed input waits for
+    /// the application's next read. When every operation waits for input, only a partial
+    /// frame stays, in a small buffer of the stream's own.
+    fn release_read_buffer(&mut self, again: bool) {
+        if !self.rd_buf.is_lent() {
+            return;
+        }
+        let awaited =
+            self.consumer().is_none() && matches!(self.status, Status::Open | Status::Closing);
+        if !self.rd_buf.is_empty() && (again || awaited) {
+            return;
+        }
+        self.rd_buf.give_back(self.transport.handle().buffers());
     }
 
     /// Takes every parked handler out, for the caller to drop with no borrow held (the
@@ -936,7 +1027,7 @@ impl<T: Transport> Core<T> {
         Option<ReadOp>,
         Option<WriteOp>,
         Option<WaitHandler>,
-        Option<HandshakeOp>,
+        Option<Box<HandshakeOp>>,
         Option<ControlCallback>,
     ) {
         (

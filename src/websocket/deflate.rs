@@ -23,9 +23,9 @@ pub(crate) struct PmdState {
     pub(crate) opts: PermessageDeflate,
     /// Beast's `compress()` switch: compress outgoing messages when negotiated.
     pub(crate) compress: bool,
-    /// The compressor and decompressor, present while permessage-deflate is in force.
-    deflater: Option<Deflater>,
-    inflater: Option<Inflater>,
+    /// The codec, present while permessage-deflate is in force (boxed, so that a stream
+    /// without compression carries only a pointer).
+    codec: Option<Box<PmdCodec>>,
 
     // write side
     /// The message being written is compressed (latched at its start).
@@ -34,8 +34,6 @@ pub(crate) struct PmdState {
     wr_in_msg: bool,
     /// The next frame is the message's first (opcode and RSV1).
     wr_first: bool,
-    /// One frame's compressed payload, reused for every frame.
-    wr_buf: Vec<u8>,
 
     // read side
     /// The message being read is compressed (RSV1 on its first frame).
@@ -49,22 +47,29 @@ impl Default for PmdState {
         PmdState {
             opts: PermessageDeflate::default(),
             compress: true,
-            deflater: None,
-            inflater: None,
+            codec: None,
             wr_compress: false,
             wr_in_msg: false,
             wr_first: false,
-            wr_buf: Vec::new(),
             rd_compressed: false,
             rd_clear: 0,
         }
     }
 }
 
+/// The compressor and decompressor of a connection (their zlib state is allocated when the
+/// first compressed message flows).
+struct PmdCodec {
+    deflater: Deflater,
+    inflater: Inflater,
+    /// One frame's compressed payload, reused for every frame.
+    wr_buf: Vec<u8>,
+}
+
 impl PmdState {
     /// True when a new message of `len` bytes would be compressed.
     pub(crate) fn would_compress(&self, len: usize) -> bool {
-        self.deflater.is_some() && self.compress && len >= self.opts.msg_size_threshold
+        self.codec.is_some() && self.compress && len >= self.opts.msg_size_threshold
     }
 
     /// True while a compressed message is being written.
@@ -78,12 +83,16 @@ impl<T: Transport> Core<T> {
     /// codec for this connection. Called after [`Core::open`].
     pub(crate) fn pmd_open(&mut self, role: Role, params: Option<PmdParams>) {
         let pmd = &mut self.pmd;
-        pmd.deflater = params.map(|p| Deflater::for_role(role, &p, &pmd.opts));
-        pmd.inflater = params.map(|p| Inflater::for_role(role, &p));
+        pmd.codec = params.map(|p| {
+            Box::new(PmdCodec {
+                deflater: Deflater::for_role(role, &p, &pmd.opts),
+                inflater: Inflater::for_role(role, &p),
+                wr_buf: Vec::new(),
+            })
+        });
         pmd.wr_compress = false;
         pmd.wr_in_msg = false;
         pmd.wr_first = false;
-        pmd.wr_buf = Vec::new();
         pmd.rd_compressed = false;
         pmd.rd_clear = 0;
         let mut rules = *self.reader.rules();
@@ -97,7 +106,7 @@ impl<T: Transport> Core<T> {
     /// compressed.
     pub(crate) fn pmd_frame_start(&mut self, header: &FrameHeader) {
         if header.opcode != Opcode::Continuation {
-            self.pmd.rd_compressed = header.rsv1 && self.pmd.inflater.is_some();
+            self.pmd.rd_compressed = header.rsv1 && self.pmd.codec.is_some();
         }
         self.pmd.rd_clear = 0;
     }
@@ -131,11 +140,15 @@ impl<T: Transport> Core<T> {
         if let Some(key) = frame.mask {
             let clear = self.pmd.rd_clear;
             if clear < avail {
-                self.rd_phase = apply_mask(&mut self.rd_buf[clear..avail], key, self.rd_phase);
+                self.rd_phase = apply_mask(
+                    &mut self.rd_buf.data_mut()[clear..avail],
+                    key,
+                    self.rd_phase,
+                );
                 self.pmd.rd_clear = avail;
             }
         }
-        let Some(inflater) = self.pmd.inflater.as_mut() else {
+        let Some(inflater) = self.pmd.codec.as_mut().map(|c| &mut c.inflater) else {
             return Step::NeedInput;
         };
         let Some(op) = self.read_op.as_mut() else {
@@ -149,7 +162,9 @@ impl<T: Transport> Core<T> {
         };
         let result = match op.buffer.prepare(max_out.max(1)) {
             Err(e) => Err(e),
-            Ok(mut area) => inflater.inflate_into(&self.rd_buf[..avail], last, &mut area, limit),
+            Ok(mut area) => {
+                inflater.inflate_into(&self.rd_buf.data()[..avail], last, &mut area, limit)
+            }
         };
         let progress = match result {
             Ok(p) => p,
@@ -181,7 +196,7 @@ impl<T: Transport> Core<T> {
         let whole = op.whole;
         let delivered = op.n > 0;
         let consumed = progress.consumed;
-        bytes::Buf::advance(&mut self.rd_buf, consumed);
+        self.rd_buf.advance(consumed);
         self.rd_remain -= consumed as u64;
         self.pmd.rd_clear -= consumed.min(self.pmd.rd_clear);
         if (last && progress.done) || (!frame.fin && self.rd_remain == 0) {
@@ -202,11 +217,11 @@ impl<T: Transport> Core<T> {
     /// Decides, at the start of a message, whether it is compressed (Beast: negotiated,
     /// `compress()`, and the first write at least `msg_size_threshold` bytes), and says
     /// whether `op` goes through the compressor.
-    pub(crate) fn pmd_write(&mut self, op: &WriteOp) -> bool {
+    pub(crate) fn pmd_write(&mut self, op: &mut WriteOp) -> bool {
         if !self.wr_cont && !self.pmd.wr_in_msg && !op.emitted {
-            self.pmd.wr_compress = self.pmd.deflater.is_some()
+            self.pmd.wr_compress = self.pmd.codec.is_some()
                 && self.pmd.compress
-                && op.data.remaining() >= self.pmd.opts.msg_size_threshold;
+                && op.data().remaining() >= self.pmd.opts.msg_size_threshold;
         }
         self.pmd.wr_compress
     }
@@ -228,26 +243,30 @@ impl<T: Transport> Core<T> {
         }
         let chunk = self.opts.write_buffer_bytes.max(MIN_DEFLATE_CHUNK);
         let mut progressed = false;
-        let mut buf = std::mem::take(&mut self.pmd.wr_buf);
+        let mut buf = match self.pmd.codec.as_mut() {
+            Some(codec) => std::mem::take(&mut codec.wr_buf),
+            None => Vec::new(),
+        };
         let outcome = loop {
-            let remaining = op.data.remaining();
+            let remaining = op.data().remaining();
             if !op.fin && remaining == 0 {
                 break Ok(true);
             }
             if self.out.len() >= self.opts.high_water() {
                 break Ok(false);
             }
-            let Some(deflater) = self.pmd.deflater.as_mut() else {
+            let Some(deflater) = self.pmd.codec.as_mut().map(|c| &mut c.deflater) else {
                 break Err(Error::OperationAborted);
             };
-            let input = op.data.chunk();
-            let piece_last = op.fin && input.len() == remaining;
+            let fin = op.fin;
+            let input = op.data().chunk();
+            let piece_last = fin && input.len() == remaining;
             buf.clear();
             let p = match deflater.compress(input, piece_last, &mut buf, chunk) {
                 Ok(p) => p,
                 Err(e) => break Err(e),
             };
-            op.data.advance(p.consumed);
+            op.data().advance(p.consumed);
             op.taken += p.consumed;
             progressed = true;
             let end = piece_last && p.done;
@@ -267,10 +286,12 @@ impl<T: Transport> Core<T> {
                 break Ok(true);
             }
         };
-        self.pmd.wr_buf = buf;
+        if let Some(codec) = self.pmd.codec.as_mut() {
+            codec.wr_buf = buf;
+        }
         match outcome {
             Ok(true) => {
-                handle.complete_io(op.handler, Ok(()), op.taken);
+                op.complete(handle, Ok(()));
                 true
             }
             Ok(false) => {
@@ -280,7 +301,7 @@ impl<T: Transport> Core<T> {
             Err(e) => {
                 self.status = Status::Failed;
                 let e = self.deliver(e);
-                handle.complete_io(op.handler, Err(e), op.taken);
+                op.complete(handle, Err(e));
                 true
             }
         }
@@ -294,6 +315,7 @@ impl<T: Transport> Core<T> {
         };
         let mut header = FrameHeader::new(fin, opcode, payload.len() as u64, mask);
         header.rsv1 = rsv1;
+        self.out.take_stage(self.transport.handle().buffers());
         let mut raw = [0u8; MAX_HEADER_LEN];
         let n = header.encode(&mut raw);
         self.out.push_copy(&raw[..n]);

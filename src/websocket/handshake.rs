@@ -4,7 +4,6 @@
 use std::cell::RefCell;
 use std::rc::Rc;
 
-use bytes::Buf;
 use http::Request;
 
 use super::core::{Core, Status};
@@ -25,13 +24,35 @@ pub(crate) type AcceptHookFn = Rc<RefCell<dyn FnMut(&RequestType) -> AcceptDecis
 /// Settings of the opening handshake.
 #[derive(Default)]
 pub(crate) struct HandshakeSettings {
+    /// Allocated only when the application sets any of them (most streams never do).
+    hooks: Option<Box<HandshakeHooks>>,
+    /// What the last handshake agreed on.
+    pub(crate) negotiated: Negotiated,
+}
+
+/// The application's choices for the opening handshake.
+#[derive(Default)]
+pub(crate) struct HandshakeHooks {
     pub(crate) parser: ParserOptions,
     pub(crate) subprotocols: Vec<String>,
     pub(crate) request_decorator: Option<RequestDecorator>,
     pub(crate) response_decorator: Option<ResponseDecorator>,
     pub(crate) accept_hook: Option<AcceptHookFn>,
-    /// What the last handshake agreed on.
-    pub(crate) negotiated: Negotiated,
+}
+
+impl HandshakeSettings {
+    /// The choices, for setting one.
+    pub(crate) fn hooks_mut(&mut self) -> &mut HandshakeHooks {
+        self.hooks.get_or_insert_with(Box::default)
+    }
+
+    fn hooks(&self) -> Option<&HandshakeHooks> {
+        self.hooks.as_deref()
+    }
+
+    fn parser(&self) -> ParserOptions {
+        self.hooks().map(|h| h.parser).unwrap_or_default()
+    }
 }
 
 /// A handshake in progress.
@@ -100,9 +121,13 @@ impl<T: Transport> Core<T> {
     ) -> Result<(), (ClientHandler, Error)> {
         let config = ClientConfig {
             deflate: self.pmd.opts,
-            subprotocols: self.hs.subprotocols.clone(),
+            subprotocols: self
+                .hs
+                .hooks()
+                .map(|h| h.subprotocols.clone())
+                .unwrap_or_default(),
         };
-        let built = match self.hs.request_decorator.clone() {
+        let built = match self.hs.hooks().and_then(|h| h.request_decorator.clone()) {
             Some(d) => ClientHandshake::with_decorator(host, target, &config, &mut *d.borrow_mut()),
             None => ClientHandshake::new(host, target, &config),
         };
@@ -116,11 +141,11 @@ impl<T: Transport> Core<T> {
         self.role = Role::Client;
         self.status = Status::Handshake;
         self.rd_buf.clear();
-        self.hs_op = Some(HandshakeOp::Client {
+        self.hs_op = Some(Box::new(HandshakeOp::Client {
             request: Box::new(request),
-            parser: ResponseParser::new(self.hs.parser),
+            parser: ResponseParser::new(self.hs.parser()),
             handler,
-        });
+        }));
         Ok(())
     }
 
@@ -130,10 +155,10 @@ impl<T: Transport> Core<T> {
         self.status = Status::Handshake;
         self.rd_buf.clear();
         self.rd_buf.extend_from_slice(already_read);
-        self.hs_op = Some(HandshakeOp::ServerRead {
-            parser: RequestParser::new(self.hs.parser),
+        self.hs_op = Some(Box::new(HandshakeOp::ServerRead {
+            parser: RequestParser::new(self.hs.parser()),
             handler,
-        });
+        }));
     }
 
     /// Answers an upgrade request that was read elsewhere.
@@ -142,7 +167,7 @@ impl<T: Transport> Core<T> {
         self.status = Status::Handshake;
         self.rd_buf.clear();
         let result = self.queue_response(request);
-        self.hs_op = Some(HandshakeOp::ServerReply { result, handler });
+        self.hs_op = Some(Box::new(HandshakeOp::ServerReply { result, handler }));
     }
 
     /// Builds the response to `request` (101, Beast's 400/426, or the hook's rejection),
@@ -151,8 +176,8 @@ impl<T: Transport> Core<T> {
         let config = ServerConfig {
             deflate: self.pmd.opts,
         };
-        let hook = self.hs.accept_hook.clone();
-        let decorator = self.hs.response_decorator.clone();
+        let hook = self.hs.hooks().and_then(|h| h.accept_hook.clone());
+        let decorator = self.hs.hooks().and_then(|h| h.response_decorator.clone());
         let mut no_decorator = |_: &mut ResponseType| {};
         let mut hook_guard = hook.as_ref().map(|h| h.borrow_mut());
         let hook_ref = hook_guard
@@ -176,7 +201,7 @@ impl<T: Transport> Core<T> {
     ) -> Head<M> {
         loop {
             if !self.rd_buf.is_empty() {
-                match feed(&self.rd_buf) {
+                match feed(self.rd_buf.data()) {
                     Err(e) => return Head::Failed(e),
                     Ok(None) => self.rd_buf.clear(),
                     Ok(Some(parsed)) => {
@@ -204,18 +229,18 @@ impl<T: Transport> Core<T> {
         let Some(op) = self.hs_op.take() else {
             return false;
         };
-        match op {
+        match *op {
             HandshakeOp::Client {
                 request,
                 mut parser,
                 handler,
             } => match self.read_head(|bytes| parser.feed(bytes)) {
                 Head::Pending => {
-                    self.hs_op = Some(HandshakeOp::Client {
+                    self.hs_op = Some(Box::new(HandshakeOp::Client {
                         request,
                         parser,
                         handler,
-                    });
+                    }));
                     false
                 }
                 Head::Failed(e) => {
@@ -243,7 +268,7 @@ impl<T: Transport> Core<T> {
             } => {
                 match self.read_head(|bytes| parser.feed(bytes)) {
                     Head::Pending => {
-                        self.hs_op = Some(HandshakeOp::ServerRead { parser, handler });
+                        self.hs_op = Some(Box::new(HandshakeOp::ServerRead { parser, handler }));
                         false
                     }
                     Head::Failed(e) => {
@@ -255,14 +280,14 @@ impl<T: Transport> Core<T> {
                     }
                     Head::Ready(request) => {
                         let result = self.queue_response(&request);
-                        self.hs_op = Some(HandshakeOp::ServerReply { result, handler });
+                        self.hs_op = Some(Box::new(HandshakeOp::ServerReply { result, handler }));
                         true
                     }
                 }
             }
             HandshakeOp::ServerReply { result, handler } => {
                 if !self.out.is_empty() {
-                    self.hs_op = Some(HandshakeOp::ServerReply { result, handler });
+                    self.hs_op = Some(Box::new(HandshakeOp::ServerReply { result, handler }));
                     return false;
                 }
                 let result = match result {

@@ -7,8 +7,10 @@
 
 mod core;
 mod deflate;
+mod direct_read;
 mod handshake;
 mod output;
+mod read_buffer;
 mod stream;
 mod timeout;
 mod write_queue;

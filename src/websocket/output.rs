@@ -1,22 +1,25 @@
 //! The connection's corked output: frames queued by operations, written with one vectored
 //! write per flush.
 
-use std::collections::VecDeque;
 use std::io::{self, IoSlice};
 
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Buf, Bytes};
 
+use crate::net::buffers::{Buffers, OutputBufs};
 use crate::net::Transport;
 
 /// The most buffers gathered into one vectored write.
 const MAX_IOVECS: usize = 64;
+/// The gather array of a flush with few chunks.
+const FEW_IOVECS: usize = 4;
 
 /// Queued outgoing bytes: small pieces (headers, masked or short payloads) are copied into
-/// `stage`; large unmasked payloads are queued as the caller's `Bytes`, without a copy.
+/// the stage; large unmasked payloads are queued as the caller's `Bytes`, without a copy.
+/// The buffers are lent by the context while output is queued and given back once it is
+/// all written, so that an idle connection holds none.
 #[derive(Default)]
 pub(crate) struct Output {
-    chunks: VecDeque<Bytes>,
-    stage: BytesMut,
+    bufs: Option<Box<OutputBufs>>,
     queued: usize,
 }
 
@@ -30,26 +33,38 @@ impl Output {
         self.queued == 0
     }
 
+    /// Borrows the context's buffers when none are held.
+    pub(crate) fn take_stage(&mut self, buffers: &Buffers) {
+        if self.bufs.is_none() {
+            self.bufs = Some(buffers.take_output());
+        }
+    }
+
+    fn bufs(&mut self) -> &mut OutputBufs {
+        self.bufs.get_or_insert_with(Box::default)
+    }
+
     /// Appends a copy of `bytes`.
     pub(crate) fn push_copy(&mut self, bytes: &[u8]) {
-        self.stage.extend_from_slice(bytes);
+        self.bufs().stage.extend_from_slice(bytes);
         self.queued += bytes.len();
     }
 
     /// Appends `len` bytes taken from `data`, copied, and returns the copy for in-place
     /// transformation (masking).
     pub(crate) fn push_from_buf(&mut self, data: &mut dyn Buf, len: usize) -> &mut [u8] {
-        let start = self.stage.len();
+        self.queued += len;
+        let stage = &mut self.bufs().stage;
+        let start = stage.len();
         let mut left = len;
         while left > 0 {
             let chunk = data.chunk();
             let n = chunk.len().min(left);
-            self.stage.extend_from_slice(&chunk[..n]);
+            stage.extend_from_slice(&chunk[..n]);
             data.advance(n);
             left -= n;
         }
-        self.queued += len;
-        &mut self.stage[start..]
+        &mut stage[start..]
     }
 
     /// Appends a shared chunk without copying it.
@@ -57,72 +72,67 @@ impl Output {
         if chunk.is_empty() {
             return;
         }
-        if !self.stage.is_empty() {
-            self.chunks.push_back(self.stage.split().freeze());
-        }
         self.queued += chunk.len();
-        self.chunks.push_back(chunk);
+        let bufs = self.bufs();
+        if !bufs.stage.is_empty() {
+            let staged = bufs.stage.split().freeze();
+            bufs.chunks.push_back(staged);
+        }
+        bufs.chunks.push_back(chunk);
     }
 
     /// Writes as much as the transport takes. Returns `Ok(true)` once everything queued is
     /// written, `Ok(false)` when the transport would block.
     pub(crate) fn flush<T: Transport>(&mut self, transport: &mut T) -> io::Result<bool> {
         while self.queued > 0 {
-            let written = {
-                let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
-                let mut count = 0;
-                for chunk in self.chunks.iter().take(MAX_IOVECS - 1) {
-                    slices[count] = IoSlice::new(chunk);
-                    count += 1;
-                }
-                // The staged bytes follow every chunk: they go only with the last one.
-                if count == self.chunks.len() && !self.stage.is_empty() {
-                    slices[count] = IoSlice::new(&self.stage);
-                    count += 1;
-                }
-                match transport.write_vectored(&slices[..count]) {
-                    Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                    Ok(n) => n,
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
-                    Err(e) => return Err(e),
-                }
+            let bufs = self.bufs();
+            // Most flushes carry a stage and a chunk or two: a small gather array is enough.
+            let written = if bufs.chunks.len() < FEW_IOVECS {
+                write_gathered::<FEW_IOVECS, T>(bufs, transport)
+            } else {
+                write_gathered::<MAX_IOVECS, T>(bufs, transport)
             };
-            self.consume(written);
+            let written = match written {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+                Err(e) => return Err(e),
+            };
+            bufs.consume(written);
+            self.queued -= written;
+        }
+        // Everything is written: the buffers go back to the context until more output comes.
+        if let Some(bufs) = self.bufs.take() {
+            transport.handle().buffers().give_output(bufs);
         }
         Ok(true)
     }
 
-    fn consume(&mut self, mut n: usize) {
-        self.queued -= n;
-        while n > 0 {
-            match self.chunks.front_mut() {
-                Some(front) => {
-                    if front.len() <= n {
-                        n -= front.len();
-                        self.chunks.pop_front();
-                    } else {
-                        front.advance(n);
-                        n = 0;
-                    }
-                }
-                None => {
-                    self.stage.advance(n);
-                    n = 0;
-                }
-            }
-        }
-        if self.queued == 0 {
-            // Reuse the staging allocation from its start.
-            self.stage.clear();
-        }
-    }
-
     /// Drops everything queued (the connection failed).
     pub(crate) fn discard(&mut self) {
-        self.chunks.clear();
-        self.stage.clear();
+        self.bufs = None;
         self.queued = 0;
     }
+}
+
+/// Writes the first `N - 1` chunks, and the stage when every chunk fits, with one vectored
+/// write.
+fn write_gathered<const N: usize, T: Transport>(
+    bufs: &OutputBufs,
+    transport: &mut T,
+) -> io::Result<usize> {
+    let mut slices = [IoSlice::new(&[]); N];
+    let mut count = 0;
+    for chunk in bufs.chunks.iter().take(N - 1) {
+        slices[count] = IoSlice::new(chunk);
+        count += 1;
+    }
+    // The staged bytes follow every chunk: they go only with the last one.
+    if count == bufs.chunks.len() && !bufs.stage.is_empty() {
+        slices[count] = IoSlice::new(&bufs.stage);
+        count += 1;
+    }
+    transport.write_vectored(&slices[..count])
 }
 
 #[cfg(test)]
@@ -146,5 +156,27 @@ mod tests {
         assert!(out.flush(&mut a).unwrap());
         assert!(out.is_empty());
         assert_eq!(b.str(), "hdr1-payload-one-hdr2tail");
+    }
+
+    #[test]
+    fn many_chunks_go_out_in_order_over_several_gathers() {
+        let ctx = IoContext::new().unwrap();
+        let (mut a, b) = Stream::pair(&ctx);
+        a.write_size(1000);
+        let mut out = Output::default();
+        let mut expected = String::new();
+        for i in 0..150 {
+            let header = format!("<{i}>");
+            let payload = format!("payload {i};");
+            out.push_copy(header.as_bytes());
+            out.push_shared(Bytes::from(payload.clone()));
+            expected.push_str(&header);
+            expected.push_str(&payload);
+        }
+        out.push_copy(b"end");
+        expected.push_str("end");
+        while !out.flush(&mut a).unwrap() {}
+        assert!(out.is_empty());
+        assert_eq!(b.str(), expected);
     }
 }

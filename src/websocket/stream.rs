@@ -9,6 +9,7 @@ use super::core::{Core, ReadOp, Status, WriteOp};
 use super::handshake::{header_of, ClientHandler};
 use super::timeout::Timeout;
 use super::FrameType;
+use crate::net::stream_core::Write;
 use crate::net::{
     FlatBuffer, Handle, InternalTimer, Readiness, ReadyListener, Transport, WaitHandler,
 };
@@ -27,9 +28,21 @@ pub(crate) struct Inner<T: Transport> {
 impl<T: Transport> Inner<T> {
     /// Runs the engine, then asks for an end-of-turn flush if output is waiting.
     pub(crate) fn drive(&self) {
+        self.run(|core, handle| core.drive(handle));
+    }
+
+    /// As [`drive`](Inner::drive) after a write was started: when its frames fit in the
+    /// output at once, nothing else can have changed and the whole engine need not run.
+    fn drive_write(&self) {
+        self.run(|core, handle| !core.write_at_once(handle) && core.drive(handle));
+    }
+
+    /// Runs `step` on the core (true: it stopped at its fairness bound with work left),
+    /// then asks for an end-of-turn flush if output is waiting.
+    fn run(&self, step: impl FnOnce(&mut Core<T>, &Handle) -> bool) {
         let (again, flush) = {
             let mut core = self.core.borrow_mut();
-            let again = core.drive(&self.handle);
+            let again = step(&mut core, &self.handle);
             (again, core.take_flush_request())
         };
         if flush {
@@ -59,7 +72,7 @@ impl<T: Transport> Drop for Inner<T> {
             self.handle.complete_io(op.handler, aborted(), op.n);
         }
         if let Some(op) = write {
-            self.handle.complete_io(op.handler, aborted(), op.taken);
+            op.complete(&self.handle, aborted());
         }
         if let Some(h) = close {
             self.handle.complete_wait(h, aborted());
@@ -97,10 +110,13 @@ impl<T: Transport> crate::net::Flush for Inner<T> {
                 return;
             }
         }
-        let progressed = self.core.borrow_mut().flush_now(&self.handle);
-        if progressed {
-            // Room in the output may let a parked write go on; a failed flush completes
-            // operations. Either way, advance.
+        let advance = {
+            let mut core = self.core.borrow_mut();
+            core.flush_now(&self.handle) && core.waits_for_output()
+        };
+        if advance {
+            // Room in the output may let a parked write go on, and a failed flush changed
+            // the stream's status: advance.
             self.drive();
         }
     }
@@ -334,7 +350,13 @@ impl<T: Transport> Stream<T> {
     /// assert!(!ws.reason().is_set());
     /// ```
     pub fn reason(&self) -> CloseReason {
-        self.inner.core.borrow().close_reason
+        self.inner
+            .core
+            .borrow()
+            .close_reason
+            .as_deref()
+            .copied()
+            .unwrap_or_default()
     }
 
     /// A suggested number of bytes for the next read (Beast's `read_size_hint`): `initial`
@@ -684,7 +706,7 @@ impl<T: Transport> Stream<T> {
     /// });
     /// ```
     pub fn set_request_decorator(&self, decorator: impl FnMut(&mut RequestType) + 'static) {
-        self.core().hs.request_decorator = Some(Rc::new(RefCell::new(decorator)));
+        self.core().hs.hooks_mut().request_decorator = Some(Rc::new(RefCell::new(decorator)));
     }
 
     /// Sets the decorator of every response the server sends, success or error (Beast's
@@ -700,7 +722,7 @@ impl<T: Transport> Stream<T> {
     /// });
     /// ```
     pub fn set_response_decorator(&self, decorator: impl FnMut(&mut ResponseType) + 'static) {
-        self.core().hs.response_decorator = Some(Rc::new(RefCell::new(decorator)));
+        self.core().hs.hooks_mut().response_decorator = Some(Rc::new(RefCell::new(decorator)));
     }
 
     /// Sets the accept hook (beyond Beast): it sees every valid upgrade request and may
@@ -721,7 +743,7 @@ impl<T: Transport> Stream<T> {
     /// });
     /// ```
     pub fn set_accept_hook(&self, hook: impl FnMut(&RequestType) -> AcceptDecision + 'static) {
-        self.core().hs.accept_hook = Some(Rc::new(RefCell::new(hook)));
+        self.core().hs.hooks_mut().accept_hook = Some(Rc::new(RefCell::new(hook)));
     }
 
     /// Sets the subprotocols a client offers (`Sec-WebSocket-Protocol`), in order of
@@ -734,7 +756,7 @@ impl<T: Transport> Stream<T> {
     /// ws.set_subprotocols(vec!["v2.chat".into(), "v1.chat".into()]);
     /// ```
     pub fn set_subprotocols(&self, protocols: Vec<String>) {
-        self.core().hs.subprotocols = protocols;
+        self.core().hs.hooks_mut().subprotocols = protocols;
     }
 
     /// The subprotocol agreed on by the last handshake, if any.
@@ -757,7 +779,7 @@ impl<T: Transport> Stream<T> {
     /// rbeast::websocket::Stream::new(a).set_max_handshake_bytes(1536);
     /// ```
     pub fn set_max_handshake_bytes(&self, n: usize) {
-        self.core().hs.parser.max_header_bytes = n;
+        self.core().hs.hooks_mut().parser.max_header_bytes = n;
     }
 
     /// Performs the client handshake (Beast's `async_handshake`): sends the upgrade request
@@ -1194,7 +1216,7 @@ impl<T: Transport> Stream<T> {
         data: impl Buf + 'static,
         handler: impl FnOnce(Result<(), Error>, usize) + 'static,
     ) {
-        let handler: Box<dyn FnOnce(Result<(), Error>, usize)> = Box::new(handler);
+        let job = Write::boxed(data, handler);
         if self.handle().is_shut_down() {
             return;
         }
@@ -1210,19 +1232,18 @@ impl<T: Transport> Stream<T> {
             });
             if let Err(e) = admitted {
                 drop(core);
-                self.handle().post_io(handler, Err(e), 0);
+                self.handle().post_job(job.into_job(), Err(e), 0);
                 return;
             }
             self.handle().work_started();
             core.write_op = Some(WriteOp {
-                data: Box::new(data),
+                job,
                 fin,
-                handler,
                 taken: 0,
                 emitted: false,
             });
         }
-        self.inner.drive();
+        self.inner.drive_write();
     }
 
     /// Sends a ping with `payload` (at most 125 bytes, copied before this call returns).
@@ -1379,5 +1400,70 @@ impl<T: Transport> Stream<T> {
             core.start_close(&reason);
         }
         self.inner.drive();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Stream;
+    use crate::net::{FlatBuffer, IoContext};
+    use crate::Role;
+
+    /// A masked client frame: FIN, `opcode`, a zero mask key (payload unchanged), `payload`.
+    fn frame(opcode: u8, payload: &[u8]) -> Vec<u8> {
+        let mut f = vec![0x80 | opcode, 0x80 | payload.len() as u8, 0, 0, 0, 0];
+        f.extend_from_slice(payload);
+        f
+    }
+
+    /// An open server stream and its transport (to append the client's bytes to).
+    fn open_server(ctx: &IoContext) -> (crate::test::Stream, Stream<crate::test::Stream>) {
+        let (_client, server) = crate::test::Stream::pair(ctx);
+        let ws = Stream::new(server.clone());
+        ws.open_unchecked(Role::Server);
+        (server, ws)
+    }
+
+    #[test]
+    fn a_read_waiting_for_input_keeps_only_the_partial_frame() {
+        let ctx = IoContext::new().unwrap();
+        let (input, ws) = open_server(&ctx);
+        let mut bytes = frame(0x2, b"one");
+        let second = frame(0x2, b"two");
+        bytes.extend_from_slice(&second[..4]);
+        input.append(&bytes);
+        let buffer = FlatBuffer::new();
+        let (w, b) = (ws.clone(), buffer.clone());
+        ws.async_read(&buffer, move |r, n| {
+            assert_eq!((r, n), (Ok(()), 3));
+            b.clear();
+            w.async_read(&b, |r, _| assert!(r.is_err(), "the peer never finishes"));
+        });
+        ctx.poll();
+        let core = ws.inner.core.borrow();
+        assert!(!core.rd_buf.is_lent(), "the lent buffer went back");
+        assert_eq!(core.rd_buf.data(), &second[..4]);
+        assert!(core.out.is_empty());
+    }
+
+    #[test]
+    fn unread_messages_stay_buffered_for_the_next_read() {
+        let ctx = IoContext::new().unwrap();
+        let (input, ws) = open_server(&ctx);
+        let mut bytes = frame(0x2, b"one");
+        bytes.extend_from_slice(&frame(0x1, b"two"));
+        input.append(&bytes);
+        let buffer = FlatBuffer::new();
+        ws.async_read(&buffer, |r, n| assert_eq!((r, n), (Ok(()), 3)));
+        ctx.poll();
+        assert_eq!(&*buffer.data(), b"one");
+        let got = buffer.clone();
+        ws.async_read(&buffer, move |r, n| {
+            assert_eq!((r, n), (Ok(()), 3));
+            assert_eq!(&*got.data(), b"onetwo");
+        });
+        ctx.poll();
+        assert!(ws.got_text());
+        assert!(ws.inner.core.borrow().rd_buf.is_empty());
     }
 }
