@@ -151,6 +151,10 @@ assert got == data, "tcp echo mismatch"
 PY
 echo "tcp_echo_server: ok"
 
+# The reactor's loopback benchmark, briefly: it checks every echo and fails on a bad one.
+"$bin/tcp_echo_bench" --connections 4 --count 200 >/dev/null
+echo "tcp_echo_bench: ok"
+
 # wss: a throwaway certificate for localhost, the SSL echo server on one and two threads,
 # and the SSL client trusting that certificate.
 "$bin/tls_test_certificate" "$tmp/cert.pem" "$tmp/key.pem" localhost
