@@ -17,8 +17,12 @@ pub(crate) const MAX_RECORD: usize = 16 * 1024 + 2048 + 5;
 /// fits too. Hostile input never grows it.
 const INPUT_SIZE: usize = READ_CHUNK + 2 * MAX_RECORD;
 
-/// Buffers kept per thread for the next stream that needs one.
+/// Buffers of each kind kept per thread for the next stream that needs one.
 const POOLED: usize = 16;
+
+/// The largest buffer the pool keeps (an output buffer grown past the default output
+/// limit is freed), so that a thread's pool holds at most a few MiB.
+const POOLED_SIZE: usize = 256 * 1024 + 4 * MAX_RECORD;
 
 thread_local! {
     static INPUT_POOL: RefCell<Vec<Vec<u8>>> = const { RefCell::new(Vec::new()) };
@@ -32,7 +36,7 @@ fn take_from(pool: &'static Pool) -> Vec<u8> {
 fn give_to(pool: &'static Pool, buf: Vec<u8>) {
     pool.with(|p| {
         let mut p = p.borrow_mut();
-        if p.len() < POOLED {
+        if p.len() < POOLED && buf.len() <= POOLED_SIZE {
             p.push(buf);
         }
     });
@@ -203,6 +207,23 @@ mod tests {
         assert_eq!(out.pending(), b"456789");
         out.consume(6);
         assert!(out.pending().is_empty());
+    }
+
+    #[test]
+    fn the_pool_keeps_drained_buffers_but_not_oversized_ones() {
+        let pooled = || OUTPUT_POOL.with(|p| p.borrow().len());
+        let mut out = Output::default();
+        out.spare_mut(1000);
+        out.filled(1000);
+        out.consume(1000);
+        assert_eq!(pooled(), 1);
+        let mut big = Output::default();
+        big.spare_mut(1000);
+        assert_eq!(pooled(), 0, "taken from the pool");
+        big.spare_mut(2 * POOLED_SIZE);
+        big.filled(10);
+        big.consume(10);
+        assert_eq!(pooled(), 0, "too large to keep");
     }
 
     #[test]
