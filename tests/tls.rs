@@ -835,3 +835,69 @@ fn a_tcp_peer_that_stalls_mid_handshake_times_out_and_is_disconnected() {
     // The server closed the connection: the peer reads end of stream, nothing else.
     assert_eq!(peer.join().unwrap().unwrap(), 0);
 }
+
+#[test]
+fn records_larger_than_the_readers_buffer_come_out_whole_and_in_order_even_across_a_write() {
+    let keys = pki();
+    let ctx = IoContext::new().unwrap();
+    let Wire {
+        a,
+        b,
+        mut client,
+        mut server,
+    } = wire(&ctx, &keys);
+    let sent = random(60_000, 7);
+    let (first, second) = sent.split_at(25_000);
+    assert_eq!(
+        client.write_vectored(&[IoSlice::new(first)]).unwrap(),
+        first.len()
+    );
+    assert_eq!(
+        client.write_vectored(&[IoSlice::new(second)]).unwrap(),
+        second.len()
+    );
+    b.append(&a.take_output());
+    let mut got = Vec::new();
+    let mut small = [0u8; 1000];
+    let n = server.read(&mut small).unwrap();
+    got.extend_from_slice(&small[..n]);
+    // A write while decrypted and undecrypted records wait: they stay readable, in order.
+    assert_eq!(server.write_vectored(&[IoSlice::new(b"reply")]).unwrap(), 5);
+    assert!(server.readiness().is_readable());
+    while got.len() < sent.len() {
+        let n = server.read(&mut small).unwrap();
+        assert!(n > 0);
+        got.extend_from_slice(&small[..n]);
+    }
+    assert_eq!(got, sent);
+    assert_eq!(
+        server.read(&mut small).unwrap_err().kind(),
+        std::io::ErrorKind::WouldBlock
+    );
+    a.append(&b.take_output());
+    let mut reply = [0u8; 16];
+    assert_eq!(client.read(&mut reply).unwrap(), 5);
+    assert_eq!(&reply[..5], b"reply");
+}
+
+#[test]
+fn a_record_trickled_in_small_pieces_comes_out_once_complete() {
+    let ctx = IoContext::new().unwrap();
+    let mut w = wire(&ctx, &pki());
+    let sent = random(16_384, 9);
+    w.client.write_vectored(&[IoSlice::new(&sent)]).unwrap();
+    let wire_bytes = w.a.take_output();
+    let mut buf = vec![0u8; 20_000];
+    for chunk in wire_bytes.chunks(1000) {
+        w.b.append(chunk);
+        ctx.poll();
+        match w.server.read(&mut buf) {
+            Ok(n) => {
+                assert_eq!(&buf[..n], &sent[..]);
+                return;
+            }
+            Err(e) => assert_eq!(e.kind(), std::io::ErrorKind::WouldBlock),
+        }
+    }
+    panic!("the record never came out");
+}

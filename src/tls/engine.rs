@@ -1,25 +1,16 @@
 //! The sans-IO engine of a TLS stream: rustls's connection, the next layer, and the two
-//! pumps between them (TLS bytes in from the next layer, TLS bytes out to it).
+//! pumps between them (TLS bytes in from the next layer, TLS bytes out to it). rustls runs
+//! unbuffered: it decrypts in place in our input buffer and encrypts into our output
+//! buffer, which leaves in one write of the next layer per turn.
 
-use std::cell::RefCell;
 use std::io::{self, IoSlice};
 use std::net::Shutdown;
 
-use bytes::{Buf, BytesMut};
-
+use super::buffers::{Input, Output, Stash};
+use super::records::{self, Buffers, Connection, Stop, Want};
 use crate::error::io_error_from;
 use crate::net::Transport;
 use crate::{Error, TlsError, TlsErrorKind};
-
-/// Bytes read from the next layer at once (one system call for several records).
-const READ_CHUNK: usize = 64 * 1024;
-
-thread_local! {
-    /// A scratch buffer for reading from the next layer, shared by the streams of a thread,
-    /// so that an idle connection keeps no read buffer of its own. Taken out while in use
-    /// (a TLS stream over a TLS stream then simply allocates its own).
-    static SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
-}
 
 /// Maps a rustls error to ours.
 pub(crate) fn map_rustls_error(e: &rustls::Error) -> Error {
@@ -43,66 +34,66 @@ pub(crate) fn map_rustls_error(e: &rustls::Error) -> Error {
     Error::Tls(TlsError::new(kind, e.to_string()))
 }
 
-/// The next layer as the `io::Write` rustls writes records to.
-struct Io<'a, T: Transport>(&'a mut T);
-
-impl<T: Transport> io::Write for Io<'_, T> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.0.write_vectored(&[IoSlice::new(buf)])
-    }
-
-    fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
-        self.0.write_vectored(bufs)
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
 /// What a pull from the next layer achieved.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Pulled {
-    /// TLS bytes (or the end of stream) were handed to rustls.
+    /// TLS bytes arrived.
     Progress,
     /// The next layer has nothing now.
     Blocked,
+    /// The next layer reached end of stream.
+    Eof,
 }
 
 /// The state of one TLS connection over its next layer.
 pub(crate) struct Engine<T: Transport> {
     pub(crate) next: T,
     /// Created by the handshake.
-    pub(crate) conn: Option<rustls::Connection>,
-    /// TLS bytes read from the next layer that rustls could not take yet (its plaintext
-    /// buffer was full). Bounded by one read of the next layer.
-    pending_in: BytesMut,
+    pub(crate) conn: Option<Connection>,
+    input: Input,
+    output: Output,
+    /// Plaintext decrypted ahead of the reader.
+    stash: Stash,
+    /// Where frames smaller than a record are gathered to share one.
+    staging: Vec<u8>,
+    /// The peer's close_notify has arrived.
+    peer_closed: bool,
     /// The next layer reached end of stream.
     pub(crate) eof: bool,
     /// The first fatal error; every later I/O reports it.
     pub(crate) error: Option<Error>,
     /// `close` was called.
     pub(crate) closed: bool,
-    /// Our close_notify was queued.
+    /// Our close_notify was asked for: nothing more may be written.
     pub(crate) close_notify_sent: bool,
+    /// Our close_notify still has to be queued (rustls takes it once it may send).
+    close_notify_pending: bool,
     /// The next layer's write side is to be shut down once the TLS output is flushed.
     shutdown_next_after_flush: bool,
+    /// The bound of held encrypted bytes (see `Stream::set_output_limit`).
+    pub(crate) output_limit: usize,
     /// The latched readiness this stream reports to its listener.
     pub(crate) readable: bool,
     pub(crate) writable: bool,
 }
 
 impl<T: Transport> Engine<T> {
-    pub(crate) fn new(next: T) -> Engine<T> {
+    pub(crate) fn new(next: T, output_limit: usize) -> Engine<T> {
         Engine {
             next,
             conn: None,
-            pending_in: BytesMut::new(),
+            input: Input::default(),
+            output: Output::default(),
+            stash: Stash::default(),
+            staging: Vec::new(),
+            peer_closed: false,
             eof: false,
             error: None,
             closed: false,
             close_notify_sent: false,
+            close_notify_pending: false,
             shutdown_next_after_flush: false,
+            output_limit,
             readable: false,
             writable: false,
         }
@@ -126,8 +117,11 @@ impl<T: Transport> Engine<T> {
             return first.clone();
         }
         let e = self.record(e);
+        if let Some(conn) = self.conn.as_mut() {
+            records::drain_alerts(conn, &mut self.input, &mut self.output);
+        }
         // The alert is a courtesy: the connection is dead either way.
-        let _ = self.write_out();
+        let _ = self.flush();
         e
     }
 
@@ -139,100 +133,80 @@ impl<T: Transport> Engine<T> {
         self.error.get_or_insert(e).clone()
     }
 
-    /// Hands TLS bytes from `data` to rustls and processes them; leaves in `data` what
-    /// rustls could not take (its plaintext buffer is full).
-    fn feed(&mut self, data: &mut &[u8]) -> Result<(), Error> {
+    /// Runs rustls over the pending input until it stops for `want`.
+    fn run(&mut self, want: &mut Want<'_, '_>) -> Result<Stop, Error> {
+        self.check()?;
         let Some(conn) = self.conn.as_mut() else {
-            return Ok(());
+            return Err(Error::from(io::Error::from(io::ErrorKind::NotConnected)));
         };
-        while !data.is_empty() {
-            match conn.read_tls(data) {
-                Ok(0) => {
-                    // After the peer's close_notify nothing more is read: drop the rest.
-                    *data = &[];
-                }
-                Ok(_) => {
-                    if let Err(e) = conn.process_new_packets() {
-                        let e = map_rustls_error(&e);
-                        return Err(self.fail(e));
-                    }
-                }
-                Err(e) if e.kind() == io::ErrorKind::InvalidData => {
-                    let e = Error::Tls(TlsError::new(TlsErrorKind::InvalidMessage, e.to_string()));
-                    return Err(self.fail(e));
-                }
-                // Back-pressure: the plaintext must be read first.
-                Err(_) => return Ok(()),
+        let mut bufs = Buffers {
+            input: &mut self.input,
+            output: &mut self.output,
+            stash: &mut self.stash,
+            peer_closed: &mut self.peer_closed,
+        };
+        match records::pass(conn, &mut bufs, want) {
+            Ok(stop) => Ok(stop),
+            Err(e) => {
+                let e = map_rustls_error(&e);
+                Err(self.fail(e))
             }
         }
-        Ok(())
     }
 
-    /// Moves TLS bytes from the next layer into rustls: first what was kept back, then one
-    /// read of the next layer. End of stream is passed on to rustls, which then reports a
-    /// clean close (after close_notify) or a truncation.
+    /// Advances rustls with what it has (handshake messages, replies): `Ok(true)` when it
+    /// needs more TLS bytes from the peer.
+    pub(crate) fn process(&mut self) -> Result<bool, Error> {
+        let stop = self.run(&mut Want::Nothing)?;
+        if !self.stash.is_empty() {
+            self.readable = true;
+        }
+        Ok(stop == Stop::NeedInput)
+    }
+
+    /// One read of the next layer into the input buffer. A full input buffer (a record
+    /// larger than TLS allows) fails the connection.
     pub(crate) fn pull(&mut self) -> Result<Pulled, Error> {
         self.check()?;
-        if !self.pending_in.is_empty() {
-            let mut kept = std::mem::take(&mut self.pending_in);
-            let before = kept.len();
-            let mut data: &[u8] = &kept;
-            let fed = self.feed(&mut data);
-            let taken = before - data.len();
-            kept.advance(taken);
-            self.pending_in = kept;
-            fed?;
-            return Ok(if taken > 0 {
-                Pulled::Progress
-            } else {
-                Pulled::Blocked
-            });
+        if self.eof {
+            return Ok(Pulled::Eof);
         }
-        if self.eof || !self.next.readiness().is_readable() {
+        if !self.next.readiness().is_readable() {
             return Ok(Pulled::Blocked);
         }
-        let mut scratch = SCRATCH.with(|s| std::mem::take(&mut *s.borrow_mut()));
-        scratch.resize(READ_CHUNK, 0);
-        let result = match self.next.read(&mut scratch) {
+        let Some(spare) = self.input.spare_mut() else {
+            let e = TlsError::new(TlsErrorKind::InvalidMessage, "TLS record too large");
+            return Err(self.fail(Error::Tls(e)));
+        };
+        match self.next.read(spare) {
             Ok(0) => {
                 self.eof = true;
-                if let Some(conn) = self.conn.as_mut() {
-                    let _ = conn.read_tls(&mut &[][..]);
-                }
-                Ok(Pulled::Progress)
+                self.input.discard(0);
+                Ok(Pulled::Eof)
             }
             Ok(n) => {
-                let mut data: &[u8] = &scratch[..n];
-                let fed = self.feed(&mut data);
-                if !data.is_empty() && fed.is_ok() {
-                    self.pending_in.extend_from_slice(data);
-                }
-                fed.map(|()| Pulled::Progress)
+                self.input.filled(n);
+                Ok(Pulled::Progress)
             }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(Pulled::Blocked),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                self.input.discard(0);
+                Ok(Pulled::Blocked)
+            }
             Err(e) => Err(self.fail(Error::from(e))),
-        };
-        SCRATCH.with(|s| *s.borrow_mut() = scratch);
-        result
+        }
     }
 
-    /// Writes TLS bytes rustls has queued to the next layer until it is done or would
-    /// block. `Ok(true)` when nothing is left. Once empty, a pending shutdown of the next
-    /// layer's write side is carried out.
+    /// Writes the encrypted bytes held to the next layer until none is left or it would
+    /// block; queues a close_notify asked for earlier first. `Ok(true)` when nothing is
+    /// left. Once empty, a pending shutdown of the next layer's write side is carried out.
     pub(crate) fn write_out(&mut self) -> Result<bool, Error> {
-        if let Some(conn) = self.conn.as_mut() {
-            while conn.wants_write() {
-                if !self.next.readiness().is_writable() {
-                    return Ok(false);
-                }
-                match conn.write_tls(&mut Io(&mut self.next)) {
-                    Ok(_) => {}
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
-                    Err(e) => return Err(self.record(Error::from(e))),
-                }
-            }
+        if self.close_notify_pending && self.error.is_none() {
+            self.queue_close_notify()?;
         }
-        if self.shutdown_next_after_flush {
+        if !self.flush()? {
+            return Ok(false);
+        }
+        if self.shutdown_next_after_flush && !self.close_notify_pending {
             self.shutdown_next_after_flush = false;
             match self.next.shutdown(Shutdown::Write) {
                 // A peer that already reset leaves nothing to shut down.
@@ -245,56 +219,74 @@ impl<T: Transport> Engine<T> {
         Ok(true)
     }
 
+    /// Writes the held encrypted bytes; `Ok(true)` when none is left.
+    fn flush(&mut self) -> Result<bool, Error> {
+        while !self.output.pending().is_empty() {
+            if !self.next.readiness().is_writable() {
+                return Ok(false);
+            }
+            let pending = [IoSlice::new(self.output.pending())];
+            match self.next.write_vectored(&pending) {
+                Ok(0) => return Ok(false),
+                Ok(n) => self.output.consume(n),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+                Err(e) => return Err(self.record(Error::from(e))),
+            }
+        }
+        Ok(true)
+    }
+
     /// Queues our close_notify (once) and, with `then_next`, the shutdown of the next
     /// layer's write side after it.
     pub(crate) fn send_close_notify(&mut self, then_next: bool) {
-        if let Some(conn) = self.conn.as_mut() {
-            if !self.close_notify_sent {
-                conn.send_close_notify();
-                self.close_notify_sent = true;
-            }
+        if self.conn.is_some() && !self.close_notify_sent {
+            self.close_notify_sent = true;
+            self.close_notify_pending = true;
         }
         self.shutdown_next_after_flush |= then_next;
+    }
+
+    /// Has rustls encrypt our close_notify into the output, once it may send (during the
+    /// handshake there is nothing to close: the next layer's shutdown tells the peer).
+    fn queue_close_notify(&mut self) -> Result<(), Error> {
+        let handshaking = self.conn.as_ref().is_none_or(Connection::is_handshaking);
+        if handshaking {
+            self.close_notify_pending = false;
+            return Ok(());
+        }
+        let stop = self.run(&mut Want::CloseNotify)?;
+        if stop == Stop::Done {
+            self.close_notify_pending = false;
+        }
+        Ok(())
     }
 
     /// Reads plaintext into `buf`, pulling TLS bytes from the next layer as needed.
     /// `Ok(0)` after the peer's close_notify; [`Error::StreamTruncated`] at an end of
     /// stream without one. Once some plaintext is in, it goes on filling `buf` with what
-    /// is available without waiting (rustls hands out at most about 16 KiB at a time), so
-    /// that one read takes what one read of the socket brought.
+    /// is available without waiting, so that one read takes what one read of the next
+    /// layer brought, and a short read means the next layer had no more.
     pub(crate) fn read_plaintext(&mut self, buf: &mut [u8]) -> Result<usize, ReadOutcome> {
-        let mut got = 0;
+        let mut got = self.stash.take_into(buf);
+        if got == buf.len() {
+            return Ok(got);
+        }
         loop {
-            let Some(conn) = self.conn.as_mut() else {
-                return Err(ReadOutcome::Failed(Error::from(
-                    io::ErrorKind::NotConnected,
-                )));
-            };
-            let outcome = match io::Read::read(&mut conn.reader(), &mut buf[got..]) {
-                Ok(0) if got < buf.len() => Ok(()), // the peer's close_notify
-                Ok(n) => {
-                    got += n;
-                    if got == buf.len() {
-                        return Ok(got);
-                    }
-                    continue;
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => match self.check() {
+            let stop = self.run(&mut Want::Read {
+                buf: &mut *buf,
+                got: &mut got,
+            });
+            // Processing may have queued replies (alerts, key updates).
+            let flushed = stop.as_ref().map_or(Ok(true), |_| self.write_out());
+            let outcome = match (stop, flushed) {
+                (Err(e), _) | (_, Err(e)) => Err(ReadOutcome::Failed(e)),
+                (Ok(Stop::Done | Stop::PeerClosed), _) => Ok(()),
+                (Ok(Stop::NeedInput), _) => match self.pull() {
+                    Ok(Pulled::Progress) => continue,
+                    Ok(Pulled::Blocked) => Err(ReadOutcome::WouldBlock),
+                    Ok(Pulled::Eof) => Err(ReadOutcome::Failed(Error::StreamTruncated)),
                     Err(e) => Err(ReadOutcome::Failed(e)),
-                    Ok(()) => match self.pull() {
-                        // Processing may have queued replies (alerts, key updates).
-                        Ok(Pulled::Progress) => match self.write_out() {
-                            Ok(_) => continue,
-                            Err(e) => Err(ReadOutcome::Failed(e)),
-                        },
-                        Ok(Pulled::Blocked) => Err(ReadOutcome::WouldBlock),
-                        Err(e) => Err(ReadOutcome::Failed(e)),
-                    },
                 },
-                Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
-                    Err(ReadOutcome::Failed(Error::StreamTruncated))
-                }
-                Err(e) => Err(ReadOutcome::Failed(Error::from(e))),
             };
             // Plaintext already read goes first; the end or the error comes next time.
             return match outcome {
@@ -305,26 +297,39 @@ impl<T: Transport> Engine<T> {
         }
     }
 
-    /// Encrypts as much of `bufs` as rustls's output bound allows and writes it out.
+    /// Encrypts as much of `bufs` as the output bound allows and writes it out.
     pub(crate) fn write_plaintext(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
         self.check().map_err(io_error_from)?;
         if self.close_notify_sent {
             return Err(io::ErrorKind::BrokenPipe.into());
         }
-        self.write_out().map_err(io_error_from)?;
-        let Some(conn) = self.conn.as_mut() else {
+        if self.conn.is_none() {
             return Err(io::ErrorKind::NotConnected.into());
-        };
-        // One call for all the buffers: rustls fills each record across them, so the
-        // frames the WebSocket layer gathered leave in few records.
-        let n = io::Write::write_vectored(&mut conn.writer(), bufs)?;
+        }
         self.write_out().map_err(io_error_from)?;
         let total: usize = bufs.iter().map(|b| b.len()).sum();
-        if n == 0 && total > 0 {
+        if total == 0 {
+            return Ok(0);
+        }
+        let mut taken = 0;
+        let mut staging = std::mem::take(&mut self.staging);
+        let stop = self.run(&mut Want::Write {
+            bufs,
+            limit: self.output_limit,
+            taken: &mut taken,
+            staging: &mut staging,
+        });
+        self.staging = staging;
+        if !self.stash.is_empty() {
+            self.readable = true;
+        }
+        stop.map_err(io_error_from)?;
+        self.write_out().map_err(io_error_from)?;
+        if taken == 0 {
             self.writable = false;
             return Err(io::ErrorKind::WouldBlock.into());
         }
-        Ok(n)
+        Ok(taken)
     }
 }
 

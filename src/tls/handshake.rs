@@ -2,10 +2,13 @@
 
 use std::sync::Arc;
 
+use rustls::client::UnbufferedClientConnection;
 use rustls::pki_types::ServerName;
+use rustls::server::UnbufferedServerConnection;
 
 use super::config::config_error;
 use super::engine::Pulled;
+use super::records::Connection;
 use super::stream::{Shared, Stream};
 use crate::net::Transport;
 use crate::Error;
@@ -32,7 +35,7 @@ pub(crate) fn server_name(host: &str) -> Result<ServerName<'static>, Error> {
 
 impl<T: Transport> Shared<T> {
     /// Creates the rustls connection for `kind`.
-    fn connection(&self, kind: HandshakeType) -> Result<rustls::Connection, Error> {
+    fn connection(&self, kind: HandshakeType) -> Result<Connection, Error> {
         let conn = match kind {
             HandshakeType::Client => {
                 let config = self
@@ -43,15 +46,14 @@ impl<T: Transport> Shared<T> {
                     config_error("a client handshake needs set_server_name first")
                 })?;
                 let name = server_name(&host)?;
-                rustls::ClientConnection::new(Arc::clone(config), name)
-                    .map(rustls::Connection::from)
+                UnbufferedClientConnection::new(Arc::clone(config), name).map(Connection::Client)
             }
             HandshakeType::Server => {
                 let config = self
                     .context
                     .server_config()
                     .ok_or_else(|| config_error("the context has no server configuration"))?;
-                rustls::ServerConnection::new(Arc::clone(config)).map(rustls::Connection::from)
+                UnbufferedServerConnection::new(Arc::clone(config)).map(Connection::Server)
             }
         };
         conn.map_err(|e| super::engine::map_rustls_error(&e))
@@ -68,6 +70,10 @@ impl<T: Transport> Shared<T> {
                 if let Err(e) = engine.check() {
                     break Err(e);
                 }
+                let need_input = match engine.process() {
+                    Ok(need_input) => need_input,
+                    Err(e) => break Err(e),
+                };
                 if let Err(e) = engine.write_out() {
                     break Err(e);
                 }
@@ -78,12 +84,14 @@ impl<T: Transport> Shared<T> {
                     engine.writable = true;
                     break Ok(());
                 }
-                if engine.eof {
+                if !need_input {
+                    // rustls stopped short of its handshake (the peer closed the TLS).
                     break Err(engine.fail(Error::StreamTruncated));
                 }
                 match engine.pull() {
                     Ok(Pulled::Progress) => {}
                     Ok(Pulled::Blocked) => return,
+                    Ok(Pulled::Eof) => break Err(engine.fail(Error::StreamTruncated)),
                     Err(e) => break Err(e),
                 }
             }
@@ -136,8 +144,7 @@ impl<T: Transport> Stream<T> {
         };
         // The connection is made only for an operation that may start.
         let refusal = refusal.or_else(|| match shared.connection(kind) {
-            Ok(mut conn) => {
-                conn.set_buffer_limit(Some(shared.output_limit.get()));
+            Ok(conn) => {
                 shared.engine.borrow_mut().conn = Some(conn);
                 None
             }

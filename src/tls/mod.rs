@@ -95,9 +95,11 @@
 //! ctx.run();
 //! ```
 
+mod buffers;
 mod config;
 mod engine;
 mod handshake;
+mod records;
 mod shutdown;
 mod stream;
 

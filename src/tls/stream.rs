@@ -246,7 +246,7 @@ impl<T: Transport> Stream<T> {
             next_layer.set_listener(listener);
             Shared {
                 handle,
-                engine: RefCell::new(Engine::new(next_layer)),
+                engine: RefCell::new(Engine::new(next_layer, DEFAULT_OUTPUT_LIMIT)),
                 ops: RefCell::new(Ops::default()),
                 context: context.clone(),
                 server_name: RefCell::new(None),
@@ -349,9 +349,7 @@ impl<T: Transport> Stream<T> {
     pub fn set_output_limit(&self, bytes: usize) {
         let bytes = bytes.max(16 * 1024);
         self.shared.output_limit.set(bytes);
-        if let Some(conn) = self.shared.engine.borrow_mut().conn.as_mut() {
-            conn.set_buffer_limit(Some(bytes));
-        }
+        self.shared.engine.borrow_mut().output_limit = bytes;
     }
 
     /// The bound of held encrypted bytes.
