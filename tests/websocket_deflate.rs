@@ -2,7 +2,6 @@
 //! directions, framing on the wire, context takeover, limits and corrupt input, failure
 //! injection, and loopback TCP.
 
-#[allow(dead_code)] // this file uses only some of the helpers
 mod common;
 
 use std::cell::{Cell, RefCell};

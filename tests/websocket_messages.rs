@@ -11,17 +11,9 @@ use rbeast::websocket::{FrameType, Stream};
 use rbeast::{Error, Role};
 
 mod common;
-use common::FirstError;
+use common::{open_pair, FirstError};
 
 type Ws = Stream<test::Stream>;
-
-fn open_pair(ctx: &IoContext) -> (Ws, Ws) {
-    let (a, b) = test::Stream::pair(ctx);
-    let (client, server) = (Stream::new(a), Stream::new(b));
-    client.open_unchecked(Role::Client);
-    server.open_unchecked(Role::Server);
-    (client, server)
-}
 
 /// A server stream over a lone transport, fed raw bytes.
 fn raw_server(ctx: &IoContext) -> Ws {

@@ -9,20 +9,15 @@ use rbeast::net::{FlatBuffer, IoContext};
 use rbeast::proto::close::CloseCode;
 use rbeast::test::{self, fail_handler, fail_wait};
 use rbeast::websocket::{FrameType, Stream, Timeout};
-use rbeast::{Error, Role};
+use rbeast::Error;
+
+mod common;
+use common::open_pair;
 
 type Ws = Stream<test::Stream>;
 
 fn ms(n: u64) -> Option<Duration> {
     Some(Duration::from_millis(n))
-}
-
-fn open_pair(ctx: &IoContext) -> (Ws, Ws) {
-    let (a, b) = test::Stream::pair(ctx);
-    let (client, server) = (Stream::new(a), Stream::new(b));
-    client.open_unchecked(Role::Client);
-    server.open_unchecked(Role::Server);
-    (client, server)
 }
 
 #[test]

@@ -3,29 +3,24 @@
 use std::cell::RefCell;
 use std::rc::Rc;
 
-use rbeast::net::{FlatBuffer, IoContext, TcpAcceptor, TcpStream};
+use rbeast::net::{FlatBuffer, IoContext, TcpAcceptor, TcpStream, Transport};
 use rbeast::proto::close::CloseCode;
 use rbeast::proto::deflate::PermessageDeflate;
 use rbeast::test;
 use rbeast::websocket::{Stream, WriteQueue};
 use rbeast::{Error, Role};
 
+mod common;
+use common::open_pair;
+
 type Ws = Stream<test::Stream>;
 /// Messages read, with their binary flag.
 type Received = Rc<RefCell<Vec<(Vec<u8>, bool)>>>;
 
-fn open_pair(ctx: &IoContext) -> (Ws, Ws) {
-    let (a, b) = test::Stream::pair(ctx);
-    let (client, server) = (Stream::new(a), Stream::new(b));
-    client.open_unchecked(Role::Client);
-    server.open_unchecked(Role::Server);
-    (client, server)
-}
-
 /// Reads `n` messages; returns them with their binary flag.
-fn read_all(ws: &Ws, ctx: &IoContext, n: usize) -> Vec<(Vec<u8>, bool)> {
-    let got = Rc::new(RefCell::new(Vec::new()));
-    fn next(ws: Ws, got: Received, left: usize) {
+fn read_all<T: Transport>(ws: &Stream<T>, ctx: &IoContext, n: usize) -> Vec<(Vec<u8>, bool)> {
+    let got: Received = Rc::new(RefCell::new(Vec::new()));
+    fn next<T: Transport>(ws: Stream<T>, got: Received, left: usize) {
         if left == 0 {
             return;
         }
@@ -115,22 +110,10 @@ fn the_bound_is_enforced_and_frees_up_as_messages_leave() {
     ctx.poll();
     assert_eq!(*full.borrow(), vec![Err(Error::WriteQueueFull)]);
     // The client reads: everything arrives in order and the queue drains.
-    let got = Rc::new(RefCell::new(Vec::new()));
-    fn next(ws: Stream<TcpStream>, got: Rc<RefCell<Vec<Vec<u8>>>>, left: usize) {
-        if left == 0 {
-            return;
-        }
-        let (w, buf) = (ws.clone(), FlatBuffer::new());
-        let b = buf.clone();
-        ws.async_read(&buf, move |r, _| {
-            r.unwrap();
-            got.borrow_mut().push(b.take().to_vec());
-            next(w, got, left - 1);
-        });
-    }
-    next(client.clone(), got.clone(), 7);
-    ctx.run();
-    let got = got.borrow();
+    let got: Vec<Vec<u8>> = read_all(&client, &ctx, 7)
+        .into_iter()
+        .map(|(m, _)| m)
+        .collect();
     assert_eq!(got[0].len(), 32 << 20);
     assert_eq!(got[1], b"handed over");
     assert!(got[2..].iter().all(|m| m.len() == 20_000));

@@ -1,10 +1,13 @@
-//! Helpers shared by the WebSocket integration tests.
+//! Helpers shared by the WebSocket integration tests. Each test file uses some of them.
+#![allow(dead_code)]
 
 use std::cell::RefCell;
 use std::rc::Rc;
 
+use rbeast::net::IoContext;
 use rbeast::test;
-use rbeast::Error;
+use rbeast::websocket::Stream;
+use rbeast::{Error, Role};
 
 /// Keeps the first real error a scenario meets (for a fail loop), and on any error closes
 /// the failing side's transport, so that the peer's pending operations end too, as
@@ -51,4 +54,14 @@ pub fn random(len: usize, seed: u64) -> Vec<u8> {
             (x >> 24) as u8
         })
         .collect()
+}
+
+/// A connected client and server over the in-memory transport, both open (the handshake
+/// skipped).
+pub fn open_pair(ctx: &IoContext) -> (Stream<test::Stream>, Stream<test::Stream>) {
+    let (a, b) = test::Stream::pair(ctx);
+    let (client, server) = (Stream::new(a), Stream::new(b));
+    client.open_unchecked(Role::Client);
+    server.open_unchecked(Role::Server);
+    (client, server)
 }
