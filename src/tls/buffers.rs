@@ -27,6 +27,19 @@ const POOLED_SIZE: usize = 256 * 1024 + 4 * MAX_RECORD;
 thread_local! {
     static INPUT_POOL: RefCell<Vec<Vec<u8>>> = const { RefCell::new(Vec::new()) };
     static OUTPUT_POOL: RefCell<Vec<Vec<u8>>> = const { RefCell::new(Vec::new()) };
+    /// Where frames smaller than a record are gathered to share one: encryption runs to
+    /// the end before it returns, so one buffer serves every stream of the thread.
+    static STAGING: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
+
+/// The thread's staging buffer (empty if a caller up the stack holds it).
+pub(crate) fn take_staging() -> Vec<u8> {
+    STAGING.with(|s| std::mem::take(&mut *s.borrow_mut()))
+}
+
+/// Gives the staging buffer back for the next write.
+pub(crate) fn give_staging(buf: Vec<u8>) {
+    STAGING.with(|s| *s.borrow_mut() = buf);
 }
 
 fn take_from(pool: &'static Pool) -> Vec<u8> {

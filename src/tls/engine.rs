@@ -6,7 +6,7 @@
 use std::io::{self, IoSlice};
 use std::net::Shutdown;
 
-use super::buffers::{Input, Output, Stash};
+use super::buffers::{give_staging, take_staging, Input, Output, Stash};
 use super::records::{self, Buffers, Connection, Stop, Want};
 use crate::error::io_error_from;
 use crate::net::Transport;
@@ -54,8 +54,6 @@ pub(crate) struct Engine<T: Transport> {
     output: Output,
     /// Plaintext decrypted ahead of the reader.
     stash: Stash,
-    /// Where frames smaller than a record are gathered to share one.
-    staging: Vec<u8>,
     /// The peer's close_notify has arrived.
     peer_closed: bool,
     /// The next layer reached end of stream.
@@ -85,7 +83,6 @@ impl<T: Transport> Engine<T> {
             input: Input::default(),
             output: Output::default(),
             stash: Stash::default(),
-            staging: Vec::new(),
             peer_closed: false,
             eof: false,
             error: None,
@@ -312,14 +309,14 @@ impl<T: Transport> Engine<T> {
             return Ok(0);
         }
         let mut taken = 0;
-        let mut staging = std::mem::take(&mut self.staging);
+        let mut staging = take_staging();
         let stop = self.run(&mut Want::Write {
             bufs,
             limit: self.output_limit,
             taken: &mut taken,
             staging: &mut staging,
         });
-        self.staging = staging;
+        give_staging(staging);
         if !self.stash.is_empty() {
             self.readable = true;
         }
