@@ -4,11 +4,13 @@
 use std::cell::RefCell;
 use std::rc::Rc;
 
-use rbeast::net::{FlatBuffer, IoContext};
+use rbeast::net::{FlatBuffer, IoContext, TcpStream, Transport};
 use rbeast::proto::close::CloseCode;
 use rbeast::test;
 use rbeast::websocket::Stream;
 use rbeast::{Error, Role};
+
+mod common;
 
 type Ws = Stream<test::Stream>;
 type Log = Rc<RefCell<Vec<(&'static str, Result<(), Error>)>>>;
@@ -39,7 +41,7 @@ enum Op {
     Close,
 }
 
-fn start(ws: &Ws, op: Op, log: &Log) {
+fn start<T: Transport>(ws: &Stream<T>, op: Op, log: &Log) {
     let log = log.clone();
     match op {
         Op::Read => ws.async_read(&FlatBuffer::new(), move |r, _| {
@@ -151,4 +153,82 @@ fn four_way_permutations() {
         expected.push(("read", ABORTED));
         assert_eq!(got, expected, "order {order:?}");
     }
+}
+
+/// Starts writing a message far larger than the kernel's socket buffers while the peer
+/// reads nothing, so that the write stays outstanding; checks that it did.
+fn parked_write(ctx: &IoContext, client: &TcpWs, log: &Log) -> Vec<u8> {
+    let message: Vec<u8> = (0..16 << 20).map(|i| (i % 251) as u8).collect();
+    client.set_binary(true);
+    let l = log.clone();
+    client.async_write(bytes::Bytes::from(message.clone()), move |r, _| {
+        l.borrow_mut().push(("write", r))
+    });
+    for _ in 0..10 {
+        ctx.poll();
+    }
+    assert!(log.borrow().is_empty(), "the write is outstanding");
+    message
+}
+
+type TcpWs = Stream<TcpStream>;
+
+#[test]
+fn close_started_during_a_parked_write_waits_for_it_and_aborts_later_pings() {
+    let ctx = IoContext::new().unwrap();
+    let (client, server) = common::tcp_pair(&ctx);
+    server.set_read_message_max(32 << 20);
+    let log: Log = Rc::new(RefCell::new(Vec::new()));
+    let message = parked_write(&ctx, &client, &log);
+    let l = log.clone();
+    client.async_close(CloseCode::NORMAL, move |r| {
+        l.borrow_mut().push(("close", r))
+    });
+    start(&client, Op::Ping, &log);
+    // The server reads the whole message, then sees the close.
+    let received = Rc::new(RefCell::new(Vec::new()));
+    let (buf, got, s) = (FlatBuffer::new(), received.clone(), server.clone());
+    let l = log.clone();
+    server.async_read(&buf.clone(), move |r, _| {
+        got.borrow_mut().extend_from_slice(&buf.take());
+        l.borrow_mut().push(("server read", r));
+        s.async_read(&FlatBuffer::new(), move |r, _| {
+            l.borrow_mut().push(("server read", r))
+        });
+    });
+    ctx.run();
+    assert_eq!(
+        *log.borrow(),
+        vec![
+            ("ping", ABORTED),
+            ("write", OK),
+            ("server read", OK),
+            ("close", OK),
+            ("server read", Err(Error::Closed)),
+        ]
+    );
+    assert!(*received.borrow() == message, "the message arrived whole");
+}
+
+#[test]
+fn peer_close_during_a_parked_write_aborts_it_and_the_read_sees_closed() {
+    let ctx = IoContext::new().unwrap();
+    let (client, server) = common::tcp_pair(&ctx);
+    let log: Log = Rc::new(RefCell::new(Vec::new()));
+    let l = log.clone();
+    client.async_read(&FlatBuffer::new(), move |r, _| {
+        l.borrow_mut().push(("read", r))
+    });
+    parked_write(&ctx, &client, &log);
+    let l = log.clone();
+    server.async_close(CloseCode::NORMAL, move |r| {
+        l.borrow_mut().push(("server close", r))
+    });
+    ctx.run();
+    // Aborting the write is not a delivered error: the read still reports `Closed`.
+    let log = log.borrow();
+    assert!(log.contains(&("write", ABORTED)), "{log:?}");
+    assert!(log.contains(&("read", Err(Error::Closed))), "{log:?}");
+    assert!(log.contains(&("server close", OK)), "{log:?}");
+    assert_eq!(log.len(), 3, "{log:?}");
 }

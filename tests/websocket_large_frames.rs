@@ -6,34 +6,13 @@ use std::cell::RefCell;
 use std::rc::Rc;
 
 use bytes::Bytes;
-use rbeast::net::{FlatBuffer, IoContext, TcpAcceptor, TcpStream, Transport};
+use rbeast::net::{FlatBuffer, IoContext, TcpStream, Transport};
 use rbeast::test;
 use rbeast::websocket::Stream;
 use rbeast::{Error, Role};
 
-/// An open client and server over loopback TCP.
-fn tcp_pair(ctx: &IoContext) -> (Stream<TcpStream>, Stream<TcpStream>) {
-    let acceptor = TcpAcceptor::bind(ctx, "127.0.0.1:0".parse().unwrap()).unwrap();
-    let addr = acceptor.local_addr().unwrap();
-    let server = Rc::new(RefCell::new(None));
-    let slot = server.clone();
-    acceptor.async_accept(move |r| {
-        let ws = Stream::new(r.unwrap());
-        ws.async_accept(|r| r.unwrap());
-        *slot.borrow_mut() = Some(ws);
-    });
-    let sock = TcpStream::new(ctx);
-    let client = Stream::new(sock.clone());
-    let c = client.clone();
-    sock.async_connect(addr, move |r| {
-        r.unwrap();
-        c.async_handshake("127.0.0.1", "/", |r| r.unwrap());
-    });
-    ctx.run();
-    let server = server.borrow_mut().take().unwrap();
-    assert!(client.is_open() && server.is_open());
-    (client, server)
-}
+mod common;
+use common::tcp_pair;
 
 /// An open client and server over the in-memory transport, the server reading at most
 /// `read_size` bytes per transport read.

@@ -188,6 +188,9 @@ pub(crate) struct Core<T: Transport> {
     pub(crate) read_suspended: bool,
     pub(crate) write_op: Option<WriteOp>,
     pub(crate) close_op: Option<WaitHandler>,
+    /// The reason of a close started while a write was parked: its frame goes out once the
+    /// write completes (Beast's close waits for the write lock).
+    pub(crate) close_deferred: Option<Box<CloseReason>>,
     pub(crate) hs_op: Option<Box<HandshakeOp>>,
     pub(crate) hs: HandshakeSettings,
     pub(crate) timers: Timers,
@@ -231,6 +234,7 @@ impl<T: Transport> Core<T> {
             read_suspended: false,
             write_op: None,
             close_op: None,
+            close_deferred: None,
             hs_op: None,
             hs: HandshakeSettings::default(),
             timers: Timers::default(),
@@ -256,6 +260,7 @@ impl<T: Transport> Core<T> {
         self.wr_cont = false;
         self.wr_close = false;
         self.close_reason = None;
+        self.close_deferred = None;
         self.ec_delivered = false;
         self.pending_error = None;
     }
@@ -312,6 +317,7 @@ impl<T: Transport> Core<T> {
         self.status = Status::Failed;
         self.out.discard();
         self.teardown = None;
+        self.close_deferred = None;
         let mut e = Some(e);
         let mut next = |core: &mut Core<T>| match e.take() {
             Some(e) => core.deliver(e),
@@ -392,8 +398,8 @@ impl<T: Transport> Core<T> {
             return false;
         };
         if self.wr_close || self.status != Status::Open {
-            let e = self.deliver(Error::OperationAborted);
-            op.complete(handle, Err(e));
+            // Beast's `check_stop_now` on a closing stream: an abort, not a delivered error.
+            op.complete(handle, Err(Error::OperationAborted));
             return true;
         }
         if self.pmd_write(&mut op) {
@@ -532,10 +538,15 @@ impl<T: Transport> Core<T> {
         if self.read_op.is_some() && !self.read_suspended {
             return Some(Consumer::Read);
         }
-        if self.close_op.is_some() {
+        if self.close_owns_reads() {
             return Some(Consumer::CloseDrain);
         }
         None
+    }
+
+    /// A close whose frame was sent reads the peer's frames (a deferred one does not yet).
+    fn close_owns_reads(&self) -> bool {
+        self.close_op.is_some() && self.close_deferred.is_none()
     }
 
     /// Parses and delivers frames until the consumer's operation ends or input runs out.
@@ -605,7 +616,7 @@ impl<T: Transport> Core<T> {
         if self.rd_remain > 0 {
             return self.step_payload(handle, consumer);
         }
-        if consumer == Consumer::Read && self.close_op.is_some() {
+        if consumer == Consumer::Read && self.close_owns_reads() {
             // A close owns the read side once the reader waits for a header (Beast's
             // hand-over): the read ends `OperationAborted` after the close completes.
             self.read_suspended = true;
@@ -858,6 +869,27 @@ impl<T: Transport> Core<T> {
         self.status = Status::Closing;
     }
 
+    /// True once a close was started or a close frame sent: writes, pings and pongs started
+    /// now are aborted.
+    pub(crate) fn close_started(&self) -> bool {
+        self.wr_close || self.close_deferred.is_some()
+    }
+
+    /// Sends the close frame of a close that waited for a parked write, once the write is
+    /// done. Returns true when it did.
+    fn start_deferred_close(&mut self) -> bool {
+        if self.write_op.is_some() || self.status != Status::Open {
+            return false;
+        }
+        match self.close_deferred.take() {
+            Some(reason) => {
+                self.start_close(&reason);
+                true
+            }
+            None => false,
+        }
+    }
+
     fn start_teardown(&mut self, then: AfterTeardown) {
         self.teardown = Some(Box::new(Teardown {
             phase: TeardownPhase::Flush,
@@ -963,7 +995,12 @@ impl<T: Transport> Core<T> {
                 self.finish_suspended_read(handle);
             }
         }
-        // Operations started while the connection was closing end with it.
+        // Operations started while the connection was closing end with it, and a close
+        // still waiting for a parked write finds the stream closed (Beast's `check_stop_now`).
+        self.close_deferred = None;
+        if let Some(h) = self.close_op.take() {
+            handle.complete_wait(h, Err(Error::OperationAborted));
+        }
         if let Some(op) = self.read_op.take() {
             handle.complete_io(op.handler, Err(Error::OperationAborted), op.n);
         }
@@ -986,6 +1023,7 @@ impl<T: Transport> Core<T> {
             }
             progressed |= self.advance_handshake(handle);
             progressed |= self.advance_write(handle);
+            progressed |= self.start_deferred_close();
             if self.out.len() >= self.opts.high_water() {
                 progressed |= self.flush_now(handle);
             }

@@ -1224,7 +1224,7 @@ impl<T: Transport> Stream<T> {
             let mut core = self.core();
             let busy = core.write_op.is_some();
             let admitted = core.admit(busy).and_then(|()| {
-                if core.wr_close {
+                if core.close_started() {
                     Err(Error::OperationAborted)
                 } else {
                     Ok(())
@@ -1314,7 +1314,7 @@ impl<T: Transport> Stream<T> {
         let result = {
             let mut core = self.core();
             let admitted = core.admit(false).and_then(|()| {
-                if core.wr_close || core.status != Status::Open {
+                if core.close_started() || core.status != Status::Open {
                     Err(Error::OperationAborted)
                 } else if payload.len() > MAX_CONTROL_PAYLOAD {
                     Err(Error::InvalidArgument("control payload over 125 bytes"))
@@ -1355,8 +1355,10 @@ impl<T: Transport> Stream<T> {
     /// # Concurrency
     /// One close at a time: a second one while it is outstanding completes with
     /// [`Error::AlreadyStarted`]. It may be started while a read and a write are outstanding
-    /// (Beast's rules): a write still waiting for room completes with
-    /// [`Error::OperationAborted`]; a read goes on delivering the message it is in, and once
+    /// (Beast's rules): a write still waiting for room goes on, and the close frame follows
+    /// its last frame (Beast's close waits for the write lock; if the peer's close arrives
+    /// meanwhile and a read answers it, the write and then the close complete with
+    /// [`Error::OperationAborted`]); a read goes on delivering the message it is in, and once
     /// it waits for the next frame the close owns the read side and the read completes with
     /// [`Error::OperationAborted`] after the close. Writes, pings and pongs started after it
     /// get [`Error::OperationAborted`].
@@ -1382,7 +1384,7 @@ impl<T: Transport> Stream<T> {
             let mut core = self.core();
             let busy = core.close_op.is_some();
             let admitted = core.admit(busy).and_then(|()| {
-                if core.wr_close {
+                if core.close_started() {
                     Err(Error::OperationAborted)
                 } else if reason.is_set() {
                     reason.validate_for_send()
@@ -1397,7 +1399,11 @@ impl<T: Transport> Stream<T> {
             }
             self.handle().work_started();
             core.close_op = Some(handler);
-            core.start_close(&reason);
+            if core.write_op.is_some() {
+                core.close_deferred = Some(Box::new(reason));
+            } else {
+                core.start_close(&reason);
+            }
         }
         self.inner.drive();
     }

@@ -20,7 +20,7 @@ impl<T: Transport> Core<T> {
     /// to be compressed).
     pub(crate) fn try_emit_message(&mut self, binary: bool, data: &Bytes) -> Result<bool, Error> {
         self.admit(false)?;
-        if self.wr_close {
+        if self.close_started() {
             return Err(Error::OperationAborted);
         }
         if self.write_op.is_some()

@@ -4,7 +4,7 @@
 use std::cell::RefCell;
 use std::rc::Rc;
 
-use rbeast::net::IoContext;
+use rbeast::net::{IoContext, TcpAcceptor, TcpStream};
 use rbeast::test;
 use rbeast::websocket::Stream;
 use rbeast::{Error, Role};
@@ -63,5 +63,29 @@ pub fn open_pair(ctx: &IoContext) -> (Stream<test::Stream>, Stream<test::Stream>
     let (client, server) = (Stream::new(a), Stream::new(b));
     client.open_unchecked(Role::Client);
     server.open_unchecked(Role::Server);
+    (client, server)
+}
+
+/// An open client and server over loopback TCP (a real handshake).
+pub fn tcp_pair(ctx: &IoContext) -> (Stream<TcpStream>, Stream<TcpStream>) {
+    let acceptor = TcpAcceptor::bind(ctx, "127.0.0.1:0".parse().unwrap()).unwrap();
+    let addr = acceptor.local_addr().unwrap();
+    let server = Rc::new(RefCell::new(None));
+    let slot = server.clone();
+    acceptor.async_accept(move |r| {
+        let ws = Stream::new(r.unwrap());
+        ws.async_accept(|r| r.unwrap());
+        *slot.borrow_mut() = Some(ws);
+    });
+    let sock = TcpStream::new(ctx);
+    let client = Stream::new(sock.clone());
+    let c = client.clone();
+    sock.async_connect(addr, move |r| {
+        r.unwrap();
+        c.async_handshake("127.0.0.1", "/", |r| r.unwrap());
+    });
+    ctx.run();
+    let server = server.borrow_mut().take().unwrap();
+    assert!(client.is_open() && server.is_open());
     (client, server)
 }
