@@ -187,7 +187,8 @@ impl IoContext {
     }
 
     /// Creates a context whose cross-thread queue holds at most `capacity` tasks; beyond it
-    /// [`Executor::post`] fails with [`Error::PostQueueFull`].
+    /// [`Executor::post`] fails with [`Error::PostQueueFull`]. The capacity is a bound, not
+    /// a reservation: the queue allocates as tasks flow.
     ///
     /// ```
     /// let ctx = rbeast::net::IoContext::with_post_capacity(16).unwrap();
@@ -197,7 +198,7 @@ impl IoContext {
         let poll = mio::Poll::new()?;
         let registry = poll.registry().try_clone()?;
         let waker = mio::Waker::new(poll.registry(), WAKER_TOKEN)?;
-        let (tx, rx) = crossbeam_channel::bounded(capacity.max(1));
+        let (tx, rx) = crossbeam_channel::unbounded();
         let inner = Inner {
             poll: RefCell::new(poll),
             registry,
@@ -216,7 +217,7 @@ impl IoContext {
             stopped: Cell::new(false),
             shut_down: Cell::new(false),
             depth: Cell::new(0),
-            remote: Arc::new(Remote::new(tx, waker)),
+            remote: Arc::new(Remote::new(tx, waker, capacity.max(1))),
             tasks: rx,
             remote_slots: RefCell::new(Slab::new()),
         };
@@ -777,7 +778,10 @@ impl Inner {
             };
             any = true;
             match task {
-                Task::Post(f) => self.push(Ready::Fn(Box::new(f))),
+                Task::Post(f) => {
+                    self.remote.took_post();
+                    self.push(Ready::Fn(Box::new(f)));
+                }
                 Task::Complete(key, value) => {
                     let slot = self.take_remote_slot(key);
                     if let Some(slot) = slot {
@@ -846,6 +850,11 @@ impl Inner {
             let signals = std::mem::take(&mut *self.signals.borrow_mut());
             let remote_slots = std::mem::take(&mut *self.remote_slots.borrow_mut());
             let tasks: Vec<Task> = self.tasks.try_iter().collect();
+            for task in &tasks {
+                if let Task::Post(_) = task {
+                    self.remote.took_post();
+                }
+            }
             let empty = ready.is_empty()
                 && timers.is_empty()
                 && flushes.is_empty()

@@ -15,6 +15,11 @@ pub(crate) enum Task {
 pub(crate) struct Remote {
     tx: crossbeam_channel::Sender<Task>,
     waker: mio::Waker,
+    /// `Task::Post`s sent and not yet taken by the context, bounded by `post_capacity`.
+    /// The channel itself is unbounded (it allocates as tasks flow, not up front); this
+    /// count makes the bound.
+    posts: AtomicUsize,
+    post_capacity: usize,
     /// Set when a wake is already on its way, so that a burst of posts costs one wake-up.
     pub(crate) notified: AtomicBool,
     /// Work guards held through executors.
@@ -23,10 +28,16 @@ pub(crate) struct Remote {
 }
 
 impl Remote {
-    pub(crate) fn new(tx: crossbeam_channel::Sender<Task>, waker: mio::Waker) -> Remote {
+    pub(crate) fn new(
+        tx: crossbeam_channel::Sender<Task>,
+        waker: mio::Waker,
+        post_capacity: usize,
+    ) -> Remote {
         Remote {
             tx,
             waker,
+            posts: AtomicUsize::new(0),
+            post_capacity,
             notified: AtomicBool::new(false),
             work: AtomicUsize::new(0),
             stop: AtomicBool::new(false),
@@ -40,19 +51,30 @@ impl Remote {
         }
     }
 
-    fn send(&self, task: Task) -> Result<(), Error> {
-        match self.tx.try_send(task) {
+    fn post(&self, f: Box<dyn FnOnce() + Send>) -> Result<(), Error> {
+        if self.posts.fetch_add(1, Ordering::AcqRel) >= self.post_capacity {
+            self.posts.fetch_sub(1, Ordering::AcqRel);
+            return Err(Error::PostQueueFull);
+        }
+        match self.tx.send(Task::Post(f)) {
             Ok(()) => {
                 self.wake();
                 Ok(())
             }
-            Err(crossbeam_channel::TrySendError::Full(_)) => Err(Error::PostQueueFull),
-            Err(crossbeam_channel::TrySendError::Disconnected(_)) => Err(Error::ContextGone),
+            Err(_) => {
+                self.posts.fetch_sub(1, Ordering::AcqRel);
+                Err(Error::ContextGone)
+            }
         }
     }
 
-    /// Sends even when the queue is full (blocking briefly): used for completions the
-    /// context already counts as outstanding work.
+    /// The context took a `Task::Post` out of the queue.
+    pub(crate) fn took_post(&self) {
+        self.posts.fetch_sub(1, Ordering::AcqRel);
+    }
+
+    /// Sends whatever the number of queued posts: used for completions the context already
+    /// counts as outstanding work.
     pub(crate) fn send_unbounded(&self, task: Task) -> Result<(), Error> {
         self.tx.send(task).map_err(|_| Error::ContextGone)?;
         self.wake();
@@ -96,7 +118,7 @@ impl Executor {
     /// assert_eq!(ctx.run(), 1);
     /// ```
     pub fn post(&self, f: impl FnOnce() + Send + 'static) -> Result<(), Error> {
-        self.remote.send(Task::Post(Box::new(f)))
+        self.remote.post(Box::new(f))
     }
 
     /// Asks the context's `run` to return, from any thread.
