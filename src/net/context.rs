@@ -32,23 +32,16 @@ const REMOTE_TASKS_PER_TURN: usize = 4096;
 /// The default bound of the cross-thread queue (see [`IoContext::with_post_capacity`]).
 pub const DEFAULT_POST_CAPACITY: usize = 65_536;
 
-/// A handler completing an I/O operation: `(result, bytes_transferred)`.
-pub(crate) type IoHandler = Box<dyn FnOnce(Result<(), Error>, usize)>;
+pub(crate) use super::inline_op::IoHandler;
 /// A handler completing a wait or any operation without a size.
 pub(crate) type WaitHandler = Box<dyn FnOnce(Result<(), Error>)>;
 
-/// An operation's state and handler boxed together (one allocation for, say, a write's
-/// buffers and its handler); completing it drops the state and calls the handler.
-pub(crate) trait IoJob {
-    fn complete(self: Box<Self>, result: Result<(), Error>, n: usize);
-}
-
 /// A completion waiting in the ready queue. The typed variants carry the result next to
-/// the handler so that completing an operation needs no allocation of its own.
+/// the handler so that completing an operation needs no allocation of its own (an I/O
+/// handler is kept inline when small).
 pub(crate) enum Ready {
     Fn(Box<dyn FnOnce()>),
     Io(IoHandler, Result<(), Error>, usize),
-    Job(Box<dyn IoJob>, Result<(), Error>, usize),
     Wait(WaitHandler, Result<(), Error>),
 }
 
@@ -56,8 +49,7 @@ impl Ready {
     fn run(self) {
         match self {
             Ready::Fn(f) => f(),
-            Ready::Io(h, r, n) => h(r, n),
-            Ready::Job(j, r, n) => j.complete(r, n),
+            Ready::Io(h, r, n) => h.call(r, n),
             Ready::Wait(h, r) => h(r),
         }
     }
@@ -482,17 +474,6 @@ impl Handle {
     pub(crate) fn complete_io(&self, handler: IoHandler, result: Result<(), Error>, n: usize) {
         self.work_finished();
         self.inner.push(Ready::Io(handler, result, n));
-    }
-
-    /// Completes an outstanding operation whose handler is boxed with its state.
-    pub(crate) fn complete_job(&self, job: Box<dyn IoJob>, result: Result<(), Error>, n: usize) {
-        self.work_finished();
-        self.inner.push(Ready::Job(job, result, n));
-    }
-
-    /// Posts a job that never became outstanding work (rejected at initiation).
-    pub(crate) fn post_job(&self, job: Box<dyn IoJob>, result: Result<(), Error>, n: usize) {
-        self.inner.push(Ready::Job(job, result, n));
     }
 
     /// Completes an outstanding wait-style operation.

@@ -8,8 +8,9 @@ use std::rc::{Rc, Weak};
 
 use bytes::Buf;
 
-use super::context::{Handle, IoHandler, IoJob, IoObject, IoToken};
+use super::context::{Handle, IoHandler, IoObject, IoToken};
 use super::flat_buffer::FlatBuffer;
+use super::inline_op::WriteJob;
 use super::readiness::Readiness;
 use super::transport::ReadyListener;
 use crate::Error;
@@ -48,58 +49,8 @@ struct ReadOp {
     got: usize,
 }
 
-/// A write's buffers and its handler, in one allocation.
-pub(crate) trait WriteJob {
-    fn data(&mut self) -> &mut dyn Buf;
-    /// The same box, as the job the ready queue completes.
-    fn into_job(self: Box<Self>) -> Box<dyn IoJob>;
-}
-
-/// The one concrete [`WriteJob`]: the caller's buffers and handler.
-pub(crate) struct Write<B, H> {
-    data: B,
-    handler: H,
-}
-
-impl<B, H> Write<B, H>
-where
-    B: Buf + 'static,
-    H: FnOnce(Result<(), Error>, usize) + 'static,
-{
-    pub(crate) fn boxed(data: B, handler: H) -> Box<dyn WriteJob> {
-        Box::new(Write { data, handler })
-    }
-}
-
-impl<B, H> WriteJob for Write<B, H>
-where
-    B: Buf + 'static,
-    H: FnOnce(Result<(), Error>, usize) + 'static,
-{
-    fn data(&mut self) -> &mut dyn Buf {
-        &mut self.data
-    }
-
-    fn into_job(self: Box<Self>) -> Box<dyn IoJob> {
-        self
-    }
-}
-
-impl<B, H> IoJob for Write<B, H>
-where
-    B: Buf + 'static,
-    H: FnOnce(Result<(), Error>, usize) + 'static,
-{
-    fn complete(self: Box<Self>, result: Result<(), Error>, n: usize) {
-        let Write { data, handler } = *self;
-        // The buffers go before the handler runs, as the operation has ended.
-        drop(data);
-        handler(result, n);
-    }
-}
-
 struct WriteOp {
-    job: Box<dyn WriteJob>,
+    job: WriteJob,
     all: bool,
     written: usize,
 }
@@ -257,12 +208,12 @@ impl<R: RawIo> StreamCore<R> {
         self.advance_read();
     }
 
-    pub(crate) fn start_write(&self, job: Box<dyn WriteJob>, all: bool) {
+    pub(crate) fn start_write(&self, job: WriteJob, all: bool) {
         let busy = self.write_op.borrow().is_some();
         match self.admit(busy) {
             Admission::Start => {}
             Admission::Drop => return,
-            Admission::Refuse(e) => return self.handle.post_job(job.into_job(), Err(e), 0),
+            Admission::Refuse(e) => return self.handle.post_io(job.into_handler(), Err(e), 0),
         }
         self.handle.work_started();
         *self.write_op.borrow_mut() = Some(WriteOp {
@@ -343,7 +294,7 @@ impl<R: RawIo> StreamCore<R> {
             }
         };
         self.handle
-            .complete_job(op.job.into_job(), result, op.written);
+            .complete_io(op.job.into_handler(), result, op.written);
     }
 
     /// Completes the pending read and write with `OperationAborted`.
@@ -355,8 +306,11 @@ impl<R: RawIo> StreamCore<R> {
         }
         let write = self.write_op.borrow_mut().take();
         if let Some(op) = write {
-            self.handle
-                .complete_job(op.job.into_job(), Err(Error::OperationAborted), op.written);
+            self.handle.complete_io(
+                op.job.into_handler(),
+                Err(Error::OperationAborted),
+                op.written,
+            );
         }
         R::cancel_extra(self);
     }
@@ -498,7 +452,8 @@ macro_rules! async_ops_via_core {
                 buffer: &$crate::net::FlatBuffer,
                 handler: impl FnOnce(Result<(), $crate::Error>, usize) + 'static,
             ) {
-                self.core.start_read(buffer.clone(), 0, Box::new(handler));
+                self.core
+                    .start_read(buffer.clone(), 0, $crate::net::IoHandler::new(handler));
             }
 
             /// Reads exactly `n` bytes into `buffer` (asio's `async_read` with
@@ -528,8 +483,11 @@ macro_rules! async_ops_via_core {
                 n: usize,
                 handler: impl FnOnce(Result<(), $crate::Error>, usize) + 'static,
             ) {
-                self.core
-                    .start_read(buffer.clone(), n.max(1), Box::new(handler));
+                self.core.start_read(
+                    buffer.clone(),
+                    n.max(1),
+                    $crate::net::IoHandler::new(handler),
+                );
             }
 
             /// Writes some of `data` with one vectored write (asio's `async_write_some`),
@@ -564,7 +522,7 @@ macro_rules! async_ops_via_core {
                 handler: impl FnOnce(Result<(), $crate::Error>, usize) + 'static,
             ) {
                 self.core
-                    .start_write($crate::net::stream_core::Write::boxed(data, handler), false);
+                    .start_write($crate::net::WriteJob::new(data, handler), false);
             }
 
             /// Writes all of `data` (asio's `async_write`). Chains go out as vectored writes,
@@ -592,7 +550,7 @@ macro_rules! async_ops_via_core {
                 handler: impl FnOnce(Result<(), $crate::Error>, usize) + 'static,
             ) {
                 self.core
-                    .start_write($crate::net::stream_core::Write::boxed(data, handler), true);
+                    .start_write($crate::net::WriteJob::new(data, handler), true);
             }
 
             /// Completes the pending read and write (and, on a `TcpStream`, a pending

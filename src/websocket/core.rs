@@ -21,8 +21,7 @@ use super::output::Output;
 use super::read_buffer::ReadBuffer;
 use super::timeout::Timers;
 use super::FrameType;
-use crate::net::stream_core::WriteJob;
-use crate::net::{FlatBuffer, Handle, IoHandler, Transport, WaitHandler};
+use crate::net::{FlatBuffer, Handle, IoHandler, Transport, WaitHandler, WriteJob};
 use crate::proto::close::{CloseCode, CloseReason};
 use crate::proto::frame::{FrameHeader, FrameReader, Opcode, ReadRules, MAX_CONTROL_PAYLOAD};
 use crate::proto::mask::{apply_mask, mask_copy, mask_key};
@@ -89,8 +88,8 @@ pub(crate) struct ReadOp {
 }
 
 pub(crate) struct WriteOp {
-    /// The caller's buffers and handler, in one allocation.
-    pub(crate) job: Box<dyn WriteJob>,
+    /// The caller's buffers and handler, together (inline when small).
+    pub(crate) job: WriteJob,
     pub(crate) fin: bool,
     pub(crate) taken: usize,
     pub(crate) emitted: bool,
@@ -104,7 +103,7 @@ impl WriteOp {
 
     /// Queues the handler with `result` and the payload bytes taken.
     pub(crate) fn complete(self, handle: &Handle, result: Result<(), Error>) {
-        handle.complete_job(self.job.into_job(), result, self.taken);
+        handle.complete_io(self.job.into_handler(), result, self.taken);
     }
 }
 

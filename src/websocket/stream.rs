@@ -9,9 +9,9 @@ use super::core::{Core, ReadOp, Status, WriteOp};
 use super::handshake::{header_of, ClientHandler};
 use super::timeout::Timeout;
 use super::FrameType;
-use crate::net::stream_core::Write;
 use crate::net::{
-    FlatBuffer, Handle, InternalTimer, Readiness, ReadyListener, Transport, WaitHandler,
+    FlatBuffer, Handle, InternalTimer, IoHandler, Readiness, ReadyListener, Transport, WaitHandler,
+    WriteJob,
 };
 use crate::proto::close::CloseReason;
 use crate::proto::deflate::{PermessageDeflate, PermessageDeflateStatus};
@@ -1065,7 +1065,7 @@ impl<T: Transport> Stream<T> {
         buffer: &FlatBuffer,
         handler: impl FnOnce(Result<(), Error>, usize) + 'static,
     ) {
-        self.start_read(buffer, usize::MAX, true, Box::new(handler));
+        self.start_read(buffer, usize::MAX, true, IoHandler::new(handler));
     }
 
     /// Reads some payload of the current message (at most `limit` bytes, 0 for no limit),
@@ -1103,16 +1103,10 @@ impl<T: Transport> Stream<T> {
         handler: impl FnOnce(Result<(), Error>, usize) + 'static,
     ) {
         let limit = if limit == 0 { usize::MAX } else { limit };
-        self.start_read(buffer, limit, false, Box::new(handler));
+        self.start_read(buffer, limit, false, IoHandler::new(handler));
     }
 
-    fn start_read(
-        &self,
-        buffer: &FlatBuffer,
-        limit: usize,
-        whole: bool,
-        handler: Box<dyn FnOnce(Result<(), Error>, usize)>,
-    ) {
+    fn start_read(&self, buffer: &FlatBuffer, limit: usize, whole: bool, handler: IoHandler) {
         if self.handle().is_shut_down() {
             return;
         }
@@ -1216,7 +1210,7 @@ impl<T: Transport> Stream<T> {
         data: impl Buf + 'static,
         handler: impl FnOnce(Result<(), Error>, usize) + 'static,
     ) {
-        let job = Write::boxed(data, handler);
+        let job = WriteJob::new(data, handler);
         if self.handle().is_shut_down() {
             return;
         }
@@ -1232,7 +1226,7 @@ impl<T: Transport> Stream<T> {
             });
             if let Err(e) = admitted {
                 drop(core);
-                self.handle().post_job(job.into_job(), Err(e), 0);
+                self.handle().post_io(job.into_handler(), Err(e), 0);
                 return;
             }
             self.handle().work_started();
