@@ -455,6 +455,34 @@ impl<T: Transport> Core<T> {
             && self.out.len() < self.opts.high_water()
     }
 
+    /// Parses input for the read (or the close) in progress when that is all there is to
+    /// do: the stream is open, no handshake, write or teardown is pending and the output is
+    /// not blocked. Returns true when that finished the drive; false when the whole engine
+    /// must run (also when parsing started something else: a teardown, a status change,
+    /// output past the high-water mark). Once the read is done no other operation can
+    /// advance, so the engine's confirming round is not needed.
+    pub(crate) fn read_at_once(&mut self, handle: &Handle) -> bool {
+        if !self.only_input_pending() {
+            return false;
+        }
+        self.advance_input(handle);
+        if !self.only_input_pending() || self.out.len() >= self.opts.high_water() {
+            return false;
+        }
+        self.update_timer();
+        self.release_read_buffer(false);
+        true
+    }
+
+    /// True when only input can advance an operation: see [`read_at_once`](Core::read_at_once).
+    fn only_input_pending(&self) -> bool {
+        self.status == Status::Open
+            && self.teardown.is_none()
+            && self.write_op.is_none()
+            && self.hs_op.is_none()
+            && !self.flush_blocked
+    }
+
     /// True when written output may let something advance: a write parked for room, a
     /// handshake reply or a teardown waiting for the output to go, or a status that changed
     /// (a failed write). An open stream with none of these has nothing to do after a flush.

@@ -31,6 +31,12 @@ impl<T: Transport> Inner<T> {
         self.run(|core, handle| core.drive(handle));
     }
 
+    /// As [`drive`](Inner::drive) after a read was started or input arrived: when only
+    /// input can advance an operation, parsing it is all the engine would do.
+    fn drive_read(&self) {
+        self.run(|core, handle| !core.read_at_once(handle) && core.drive(handle));
+    }
+
     /// As [`drive`](Inner::drive) after a write was started: when its frames fit in the
     /// output at once, nothing else can have changed and the whole engine need not run.
     fn drive_write(&self) {
@@ -85,7 +91,7 @@ impl<T: Transport> Drop for Inner<T> {
 
 impl<T: Transport> ReadyListener for Inner<T> {
     fn on_ready(&self, _readiness: Readiness) {
-        self.drive();
+        self.drive_read();
     }
 
     fn on_shutdown(&self) {
@@ -1128,7 +1134,7 @@ impl<T: Transport> Stream<T> {
                 n: 0,
             });
         }
-        self.inner.drive();
+        self.inner.drive_read();
     }
 
     /// Sends a whole message (Beast's `async_write`): `async_write_some(true, data)`.
