@@ -483,6 +483,51 @@ impl<T: Transport> Core<T> {
             && !self.flush_blocked
     }
 
+    /// Emits a write just started as one frame when that is all it takes: the stream is
+    /// open with nothing else in progress, without permessage-deflate, the output is below
+    /// the high-water mark, and the data goes as one frame (no fragmenting). Returns the
+    /// payload bytes taken (all of `data`), or `None` when the write must be started as an
+    /// operation. What [`advance_write`](Core::advance_write) would do for such a write,
+    /// without storing it.
+    pub(crate) fn write_in_one_frame(&mut self, fin: bool, data: &mut dyn Buf) -> Option<usize> {
+        if self.status != Status::Open
+            || self.teardown.is_some()
+            || self.flush_blocked
+            || self.write_op.is_some()
+            || self.pmd.is_active()
+            || self.out.len() >= self.opts.high_water()
+        {
+            return None;
+        }
+        let len = data.remaining();
+        let (opcode, auto_fragment) = if self.wr_cont {
+            (Opcode::Continuation, self.wr_auto_fragment)
+        } else {
+            let opcode = if self.opts.binary {
+                Opcode::Binary
+            } else {
+                Opcode::Text
+            };
+            (opcode, self.opts.auto_fragment)
+        };
+        if auto_fragment && len > self.opts.write_buffer_bytes {
+            return None;
+        }
+        if !self.wr_cont {
+            // A new message: latch its settings (Beast latches them at message start).
+            self.wr_opcode = opcode;
+            self.wr_auto_fragment = auto_fragment;
+        }
+        self.emit_frame(fin, opcode, data, len);
+        self.wr_cont = !fin;
+        Some(len)
+    }
+
+    /// True when the output is at or past its high-water mark (to be written at once).
+    pub(crate) fn output_full(&self) -> bool {
+        self.out.len() >= self.opts.high_water()
+    }
+
     /// True when written output may let something advance: a write parked for room, a
     /// handshake reply or a teardown waiting for the output to go, or a status that changed
     /// (a failed write). An open stream with none of these has nothing to do after a flush.

@@ -37,6 +37,12 @@ impl<T: Transport> Inner<T> {
         self.run(|core, handle| !core.read_at_once(handle) && core.drive(handle));
     }
 
+    /// After a write was emitted without becoming an operation: the engine runs only when
+    /// the output reached its high-water mark (to write it at once).
+    fn after_write(&self) {
+        self.run(|core, handle| core.output_full() && core.drive(handle));
+    }
+
     /// As [`drive`](Inner::drive) after a write was started: when its frames fit in the
     /// output at once, nothing else can have changed and the whole engine need not run.
     fn drive_write(&self) {
@@ -1216,11 +1222,11 @@ impl<T: Transport> Stream<T> {
         data: impl Buf + 'static,
         handler: impl FnOnce(Result<(), Error>, usize) + 'static,
     ) {
-        let job = WriteJob::new(data, handler);
         if self.handle().is_shut_down() {
-            return;
+            return; // as every handler once the context is gone: dropped uninvoked
         }
-        {
+        let mut data = data;
+        let taken = {
             let mut core = self.core();
             let busy = core.write_op.is_some();
             let admitted = core.admit(busy).and_then(|()| {
@@ -1232,18 +1238,32 @@ impl<T: Transport> Stream<T> {
             });
             if let Err(e) = admitted {
                 drop(core);
+                let job = WriteJob::new(data, handler);
                 self.handle().post_io(job.into_handler(), Err(e), 0);
                 return;
             }
-            self.handle().work_started();
-            core.write_op = Some(WriteOp {
-                job,
-                fin,
-                taken: 0,
-                emitted: false,
-            });
-        }
-        self.inner.drive_write();
+            match core.write_in_one_frame(fin, &mut data) {
+                Some(taken) => taken,
+                None => {
+                    self.handle().work_started();
+                    core.write_op = Some(WriteOp {
+                        job: WriteJob::new(data, handler),
+                        fin,
+                        taken: 0,
+                        emitted: false,
+                    });
+                    drop(core);
+                    self.inner.drive_write();
+                    return;
+                }
+            }
+        };
+        // The frame is queued: the write is done. Its buffers go now, before its handler
+        // runs, and the engine runs only to write a full output at once.
+        drop(data);
+        self.handle()
+            .post_io(IoHandler::new(handler), Ok(()), taken);
+        self.inner.after_write();
     }
 
     /// Sends a ping with `payload` (at most 125 bytes, copied before this call returns).
