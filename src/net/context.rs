@@ -120,6 +120,8 @@ pub(crate) struct Inner {
     stopped: Cell<bool>,
     shut_down: Cell<bool>,
     depth: Cell<u32>,
+    /// The clock read when the current loop turn's events came in (see [`Handle::now`]).
+    turn_now: Cell<Instant>,
     remote: Arc<Remote>,
     tasks: crossbeam_channel::Receiver<Task>,
     /// Handlers parked for another thread, each with the generation that its key carries,
@@ -208,6 +210,7 @@ impl IoContext {
             stopped: Cell::new(false),
             shut_down: Cell::new(false),
             depth: Cell::new(0),
+            turn_now: Cell::new(Instant::now()),
             remote: Arc::new(Remote::new(tx, waker)),
             tasks: rx,
             remote_slots: RefCell::new(Slab::new()),
@@ -402,6 +405,17 @@ impl Handle {
 
     // ---- crate-internal reactor services ----
 
+    /// The time for arming timers from handlers: inside the run loop, the clock read once
+    /// per loop turn when its events came in (so that a busy turn reads the clock once, not
+    /// once per handler); outside it, the clock itself.
+    pub(crate) fn now(&self) -> Instant {
+        if self.inner.depth.get() > 0 {
+            self.inner.turn_now.get()
+        } else {
+            Instant::now()
+        }
+    }
+
     pub(crate) fn is_shut_down(&self) -> bool {
         self.inner.shut_down.get()
     }
@@ -587,6 +601,7 @@ impl Inner {
         }
         self.depth.set(self.depth.get() + 1);
         let _depth = DepthGuard(&self.depth);
+        self.turn_now.set(Instant::now());
         let mut count = 0;
         loop {
             if self.is_stopped() {
@@ -667,6 +682,8 @@ impl Inner {
             .take()
             .unwrap_or_else(|| mio::Events::with_capacity(EVENTS_PER_POLL));
         let polled = self.poll.borrow_mut().poll(&mut events, timeout);
+        // The turn's time: the events, the timers due and the handlers of this turn use it.
+        self.turn_now.set(Instant::now());
         if let Err(e) = polled {
             if e.kind() != io::ErrorKind::Interrupted {
                 // A failing epoll descriptor cannot recover; surface it loudly.
@@ -787,7 +804,7 @@ impl Inner {
     }
 
     fn fire_timers(&self) -> bool {
-        let now = Instant::now();
+        let now = self.turn_now.get();
         let mut fired = false;
         loop {
             let expired = self.timers.borrow_mut().pop_expired(now);

@@ -72,6 +72,11 @@ pub(crate) struct Timers {
     pub(crate) settings: Timeout,
     pub(crate) timer: Option<InternalTimer>,
     phase: Phase,
+    /// The expiry the timer was last armed with.
+    armed: Option<Instant>,
+    /// The expiry in force: later than `armed` when the idle period restarted since (the
+    /// timer is moved only when it fires, see [`Core::arm_idle`]).
+    deadline: Option<Instant>,
     /// Bytes arrived since the idle timer was last armed.
     activity: bool,
     /// The keep-alive ping of this idle period was sent.
@@ -108,7 +113,10 @@ impl<T: Transport> Core<T> {
         self.update_timer();
     }
 
-    /// Restarts the idle period (at each read and on each received ping, as Beast).
+    /// Restarts the idle period (at each read and on each received ping, as Beast). A
+    /// period that ends later than the one the timer is armed for only moves the deadline:
+    /// the timer, when it fires, sees the later deadline and is armed again for it. So the
+    /// read of every message does not touch the context's timers.
     pub(crate) fn arm_idle(&mut self) {
         if self.timers.phase != Phase::Idle {
             return;
@@ -123,6 +131,15 @@ impl<T: Transport> Core<T> {
                 idle
             }
         });
+        if let (Some(first), Some(armed), Some(timer)) =
+            (first, self.timers.armed, &self.timers.timer)
+        {
+            let deadline = timer.now() + first;
+            if armed <= deadline {
+                self.timers.deadline = Some(deadline);
+                return;
+            }
+        }
         self.arm(first);
     }
 
@@ -131,14 +148,29 @@ impl<T: Transport> Core<T> {
         self.timers.activity = true;
     }
 
-    fn arm(&self, after: Option<Duration>) {
+    fn arm(&mut self, after: Option<Duration>) {
         if let Some(timer) = &self.timers.timer {
-            timer.arm(after.map(|d| Instant::now() + d));
+            let expiry = after.map(|d| timer.now() + d);
+            timer.arm(expiry);
+            self.timers.armed = expiry;
+            self.timers.deadline = expiry;
         }
     }
 
     /// The timer expired.
     pub(crate) fn on_timer(&mut self, handle: &Handle) {
+        // The timer is no longer armed.
+        let fired = self.timers.armed.take();
+        if let (Some(fired), Some(deadline), Some(timer)) =
+            (fired, self.timers.deadline, &self.timers.timer)
+        {
+            if deadline > fired {
+                // The idle period restarted since the timer was armed: not expired yet.
+                timer.arm(Some(deadline));
+                self.timers.armed = Some(deadline);
+                return;
+            }
+        }
         match self.timers.phase {
             Phase::Off => {}
             Phase::Handshake | Phase::Closing => self.time_out(handle),
