@@ -465,6 +465,16 @@ impl<T: Transport> Core<T> {
         if !self.only_input_pending() {
             return false;
         }
+        if self.rd_buf.is_empty()
+            && !self.rd_buf.is_lent()
+            && !self.transport.readiness().is_readable()
+            && self.rd_remain == 0
+            && self.pending_control.is_none()
+        {
+            // Nothing to parse and nothing to read: the read waits for input as it is.
+            self.update_timer();
+            return true;
+        }
         self.advance_input(handle);
         if !self.only_input_pending() || self.out.len() >= self.opts.high_water() {
             return false;
