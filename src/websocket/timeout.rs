@@ -72,9 +72,6 @@ pub(crate) struct Timers {
     pub(crate) settings: Timeout,
     pub(crate) timer: Option<InternalTimer>,
     phase: Phase,
-    /// The first bound of an idle period (the whole idle timeout, or half of it with
-    /// keep-alive pings), worked out when the settings change.
-    idle_period: Option<Duration>,
     /// The expiry the timer was last armed with.
     armed: Option<Instant>,
     /// The expiry in force: later than `armed` when the idle period restarted since (the
@@ -111,14 +108,6 @@ impl<T: Transport> Core<T> {
 
     /// Applies new settings: the current phase is armed again with them.
     pub(crate) fn restart_timer(&mut self) {
-        let settings = self.timers.settings;
-        self.timers.idle_period = settings.idle_timeout.map(|idle| {
-            if settings.keep_alive_pings {
-                idle / 2
-            } else {
-                idle
-            }
-        });
         self.timers.phase = Phase::Off;
         self.arm(None);
         self.update_timer();
@@ -134,7 +123,14 @@ impl<T: Transport> Core<T> {
         }
         self.timers.activity = false;
         self.timers.pinged = false;
-        let first = self.timers.idle_period;
+        let settings = self.timers.settings;
+        let first = settings.idle_timeout.map(|idle| {
+            if settings.keep_alive_pings {
+                idle / 2
+            } else {
+                idle
+            }
+        });
         if let (Some(first), Some(armed), Some(timer)) =
             (first, self.timers.armed, &self.timers.timer)
         {
