@@ -55,6 +55,13 @@ struct WriteOp {
     written: usize,
 }
 
+/// The pending operations of a byte-stream object.
+#[derive(Default)]
+struct Ops {
+    read: Option<ReadOp>,
+    write: Option<WriteOp>,
+}
+
 /// What an initiation may do.
 enum Admission {
     Start,
@@ -73,8 +80,9 @@ pub(crate) struct StreamCore<R: RawIo> {
     /// The peer's end of stream (or an error) was signalled: reads no longer block, so a
     /// short read proves nothing and readiness must stay set.
     read_closed: Cell<bool>,
-    read_op: RefCell<Option<ReadOp>>,
-    write_op: RefCell<Option<WriteOp>>,
+    /// The object's own read and write, in a box allocated when it first starts one (an
+    /// object under a WebSocket stream never does) and kept for the next ones.
+    ops: RefCell<Option<Box<Ops>>>,
     listener: RefCell<Option<Weak<dyn ReadyListener>>>,
 }
 
@@ -88,8 +96,7 @@ impl<R: RawIo> StreamCore<R> {
             readable: Cell::new(false),
             writable: Cell::new(writable),
             read_closed: Cell::new(false),
-            read_op: RefCell::new(None),
-            write_op: RefCell::new(None),
+            ops: RefCell::new(None),
             listener: RefCell::new(None),
         });
         let weak: Weak<StreamCore<R>> = Rc::downgrade(&core);
@@ -192,14 +199,14 @@ impl<R: RawIo> StreamCore<R> {
     }
 
     pub(crate) fn start_read(&self, buffer: FlatBuffer, want: usize, handler: IoHandler) {
-        let busy = self.read_op.borrow().is_some();
+        let busy = self.read_busy();
         match self.admit(busy) {
             Admission::Start => {}
             Admission::Drop => return,
             Admission::Refuse(e) => return self.handle.post_io(handler, Err(e), 0),
         }
         self.handle.work_started();
-        *self.read_op.borrow_mut() = Some(ReadOp {
+        self.put_read(ReadOp {
             buffer,
             handler,
             want,
@@ -209,14 +216,14 @@ impl<R: RawIo> StreamCore<R> {
     }
 
     pub(crate) fn start_write(&self, job: WriteJob, all: bool) {
-        let busy = self.write_op.borrow().is_some();
+        let busy = self.write_busy();
         match self.admit(busy) {
             Admission::Start => {}
             Admission::Drop => return,
             Admission::Refuse(e) => return self.handle.post_io(job.into_handler(), Err(e), 0),
         }
         self.handle.work_started();
-        *self.write_op.borrow_mut() = Some(WriteOp {
+        self.put_write(WriteOp {
             job,
             all,
             written: 0,
@@ -224,8 +231,44 @@ impl<R: RawIo> StreamCore<R> {
         self.advance_write();
     }
 
+    fn read_busy(&self) -> bool {
+        self.ops
+            .borrow()
+            .as_ref()
+            .is_some_and(|ops| ops.read.is_some())
+    }
+
+    fn write_busy(&self) -> bool {
+        self.ops
+            .borrow()
+            .as_ref()
+            .is_some_and(|ops| ops.write.is_some())
+    }
+
+    fn take_read(&self) -> Option<ReadOp> {
+        self.ops
+            .borrow_mut()
+            .as_mut()
+            .and_then(|ops| ops.read.take())
+    }
+
+    fn take_write(&self) -> Option<WriteOp> {
+        self.ops
+            .borrow_mut()
+            .as_mut()
+            .and_then(|ops| ops.write.take())
+    }
+
+    fn put_read(&self, op: ReadOp) {
+        self.ops.borrow_mut().get_or_insert_with(Box::default).read = Some(op);
+    }
+
+    fn put_write(&self, op: WriteOp) {
+        self.ops.borrow_mut().get_or_insert_with(Box::default).write = Some(op);
+    }
+
     fn advance_read(&self) {
-        let Some(mut op) = self.read_op.borrow_mut().take() else {
+        let Some(mut op) = self.take_read() else {
             return;
         };
         let result = loop {
@@ -234,7 +277,7 @@ impl<R: RawIo> StreamCore<R> {
                 break Ok(());
             }
             if !self.readable.get() {
-                *self.read_op.borrow_mut() = Some(op);
+                self.put_read(op);
                 return;
             }
             let room = op.buffer.max_size() - op.buffer.size();
@@ -267,7 +310,7 @@ impl<R: RawIo> StreamCore<R> {
     }
 
     fn advance_write(&self) {
-        let Some(mut op) = self.write_op.borrow_mut().take() else {
+        let Some(mut op) = self.take_write() else {
             return;
         };
         let result = loop {
@@ -276,7 +319,7 @@ impl<R: RawIo> StreamCore<R> {
                 break Ok(());
             }
             if !self.writable.get() {
-                *self.write_op.borrow_mut() = Some(op);
+                self.put_write(op);
                 return;
             }
             let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
@@ -299,12 +342,12 @@ impl<R: RawIo> StreamCore<R> {
 
     /// Completes the pending read and write with `OperationAborted`.
     pub(crate) fn cancel(&self) {
-        let read = self.read_op.borrow_mut().take();
+        let read = self.take_read();
         if let Some(op) = read {
             self.handle
                 .complete_io(op.handler, Err(Error::OperationAborted), op.got);
         }
-        let write = self.write_op.borrow_mut().take();
+        let write = self.take_write();
         if let Some(op) = write {
             self.handle.complete_io(
                 op.job.into_handler(),
@@ -359,8 +402,8 @@ impl<R: RawIo> IoObject for StreamCore<R> {
     }
 
     fn on_shutdown(&self) {
-        let read = self.read_op.borrow_mut().take();
-        let write = self.write_op.borrow_mut().take();
+        let read = self.take_read();
+        let write = self.take_write();
         R::shutdown_extra(self);
         let listener = self.listener.borrow().as_ref().and_then(Weak::upgrade);
         drop((read, write));

@@ -72,11 +72,12 @@ pub(crate) struct Timers {
     pub(crate) settings: Timeout,
     pub(crate) timer: Option<InternalTimer>,
     phase: Phase,
-    /// The expiry the timer was last armed with.
-    armed: Option<Instant>,
-    /// The expiry in force: later than `armed` when the idle period restarted since (the
-    /// timer is moved only when it fires, see [`Core::arm_idle`]).
+    /// The expiry in force: later than the timer's when the idle period restarted since it
+    /// was armed (the timer is moved only when it fires, see [`Core::arm_idle`]).
     deadline: Option<Instant>,
+    /// The timer is pending at an expiry set in the idle phase: no later than the end of an
+    /// idle period starting now.
+    idle_armed: bool,
     /// Bytes arrived since the idle timer was last armed.
     activity: bool,
     /// The keep-alive ping of this idle period was sent.
@@ -131,16 +132,14 @@ impl<T: Transport> Core<T> {
                 idle
             }
         });
-        if let (Some(first), Some(armed), Some(timer)) =
-            (first, self.timers.armed, &self.timers.timer)
+        if let (Some(first), true, Some(timer)) =
+            (first, self.timers.idle_armed, &self.timers.timer)
         {
-            let deadline = timer.now() + first;
-            if armed <= deadline {
-                self.timers.deadline = Some(deadline);
-                return;
-            }
+            self.timers.deadline = Some(timer.now() + first);
+            return;
         }
         self.arm(first);
+        self.timers.idle_armed = first.is_some();
     }
 
     /// Notes that bytes arrived.
@@ -152,22 +151,22 @@ impl<T: Transport> Core<T> {
         if let Some(timer) = &self.timers.timer {
             let expiry = after.map(|d| timer.now() + d);
             timer.arm(expiry);
-            self.timers.armed = expiry;
             self.timers.deadline = expiry;
+            self.timers.idle_armed = false;
         }
     }
 
     /// The timer expired.
     pub(crate) fn on_timer(&mut self, handle: &Handle) {
         // The timer is no longer armed.
-        let fired = self.timers.armed.take();
-        if let (Some(fired), Some(deadline), Some(timer)) =
-            (fired, self.timers.deadline, &self.timers.timer)
+        let idle_armed = std::mem::take(&mut self.timers.idle_armed);
+        if let (true, Some(deadline), Some(timer)) =
+            (idle_armed, self.timers.deadline, &self.timers.timer)
         {
-            if deadline > fired {
+            if deadline > timer.now() {
                 // The idle period restarted since the timer was armed: not expired yet.
                 timer.arm(Some(deadline));
-                self.timers.armed = Some(deadline);
+                self.timers.idle_armed = true;
                 return;
             }
         }
@@ -184,6 +183,7 @@ impl<T: Transport> Core<T> {
                     }
                     self.timers.pinged = true;
                     self.arm(settings.idle_timeout.map(|idle| idle / 2));
+                    self.timers.idle_armed = settings.idle_timeout.is_some();
                 } else {
                     self.time_out(handle);
                 }
