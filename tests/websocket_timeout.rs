@@ -178,3 +178,56 @@ fn data_keeps_a_connection_alive_without_pings() {
     assert_eq!(received.get(), 12, "every tick arrived before any timeout");
     assert!(start.elapsed() >= Duration::from_millis(600));
 }
+
+#[test]
+fn the_idle_bound_runs_from_the_last_read() {
+    let ctx = IoContext::new().unwrap();
+    let (client, server) = open_pair(&ctx);
+    server.set_timeout(Timeout {
+        idle_timeout: ms(150),
+        ..Timeout::default()
+    });
+    // Four messages 60 ms apart: each read restarts the idle period, which ends 150 ms
+    // after the last one, not 150 ms after the first read was started.
+    let timer = Rc::new(rbeast::net::SteadyTimer::new(&ctx));
+    fn tick(timer: Rc<rbeast::net::SteadyTimer>, client: Ws, left: u32) {
+        if left == 0 {
+            return;
+        }
+        timer.expires_after(Duration::from_millis(60));
+        let t = timer.clone();
+        timer.async_wait(move |_| {
+            client.async_write(&b"tick"[..], |_, _| {});
+            tick(t, client, left - 1);
+        });
+    }
+    tick(timer, client.clone(), 4);
+    let last_read = Rc::new(Cell::new(None::<Instant>));
+    let timed_out = Rc::new(Cell::new(None::<Instant>));
+    fn read_loop(
+        server: Ws,
+        last_read: Rc<Cell<Option<Instant>>>,
+        timed_out: Rc<Cell<Option<Instant>>>,
+    ) {
+        let s = server.clone();
+        server.async_read(&FlatBuffer::new(), move |r, _| match r {
+            Ok(()) => {
+                last_read.set(Some(Instant::now()));
+                read_loop(s, last_read, timed_out);
+            }
+            Err(e) => {
+                assert_eq!(e, Error::Timeout);
+                timed_out.set(Some(Instant::now()));
+            }
+        });
+    }
+    read_loop(server.clone(), last_read.clone(), timed_out.clone());
+    client.async_read(&FlatBuffer::new(), |_, _| {});
+    ctx.run();
+    let (last, end) = (last_read.get().unwrap(), timed_out.get().unwrap());
+    assert!(
+        end.duration_since(last) >= Duration::from_millis(140),
+        "{:?}",
+        end - last
+    );
+}

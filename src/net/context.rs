@@ -32,23 +32,16 @@ const REMOTE_TASKS_PER_TURN: usize = 4096;
 /// The default bound of the cross-thread queue (see [`IoContext::with_post_capacity`]).
 pub const DEFAULT_POST_CAPACITY: usize = 65_536;
 
-/// A handler completing an I/O operation: `(result, bytes_transferred)`.
-pub(crate) type IoHandler = Box<dyn FnOnce(Result<(), Error>, usize)>;
+pub(crate) use super::inline_op::IoHandler;
 /// A handler completing a wait or any operation without a size.
 pub(crate) type WaitHandler = Box<dyn FnOnce(Result<(), Error>)>;
 
-/// An operation's state and handler boxed together (one allocation for, say, a write's
-/// buffers and its handler); completing it drops the state and calls the handler.
-pub(crate) trait IoJob {
-    fn complete(self: Box<Self>, result: Result<(), Error>, n: usize);
-}
-
 /// A completion waiting in the ready queue. The typed variants carry the result next to
-/// the handler so that completing an operation needs no allocation of its own.
+/// the handler so that completing an operation needs no allocation of its own (an I/O
+/// handler is kept inline when small).
 pub(crate) enum Ready {
     Fn(Box<dyn FnOnce()>),
     Io(IoHandler, Result<(), Error>, usize),
-    Job(Box<dyn IoJob>, Result<(), Error>, usize),
     Wait(WaitHandler, Result<(), Error>),
 }
 
@@ -56,8 +49,7 @@ impl Ready {
     fn run(self) {
         match self {
             Ready::Fn(f) => f(),
-            Ready::Io(h, r, n) => h(r, n),
-            Ready::Job(j, r, n) => j.complete(r, n),
+            Ready::Io(h, r, n) => h.call(r, n),
             Ready::Wait(h, r) => h(r),
         }
     }
@@ -128,6 +120,8 @@ pub(crate) struct Inner {
     stopped: Cell<bool>,
     shut_down: Cell<bool>,
     depth: Cell<u32>,
+    /// The clock read when the current loop turn's events came in (see [`Handle::now`]).
+    turn_now: Cell<Instant>,
     remote: Arc<Remote>,
     tasks: crossbeam_channel::Receiver<Task>,
     /// Handlers parked for another thread, each with the generation that its key carries,
@@ -217,6 +211,7 @@ impl IoContext {
             stopped: Cell::new(false),
             shut_down: Cell::new(false),
             depth: Cell::new(0),
+            turn_now: Cell::new(Instant::now()),
             remote: Arc::new(Remote::new(tx, waker, capacity.max(1))),
             tasks: rx,
             remote_slots: RefCell::new(Slab::new()),
@@ -411,6 +406,17 @@ impl Handle {
 
     // ---- crate-internal reactor services ----
 
+    /// The time for arming timers from handlers: inside the run loop, the clock read once
+    /// per loop turn when its events came in (so that a busy turn reads the clock once, not
+    /// once per handler); outside it, the clock itself.
+    pub(crate) fn now(&self) -> Instant {
+        if self.inner.depth.get() > 0 {
+            self.inner.turn_now.get()
+        } else {
+            Instant::now()
+        }
+    }
+
     pub(crate) fn is_shut_down(&self) -> bool {
         self.inner.shut_down.get()
     }
@@ -483,17 +489,6 @@ impl Handle {
     pub(crate) fn complete_io(&self, handler: IoHandler, result: Result<(), Error>, n: usize) {
         self.work_finished();
         self.inner.push(Ready::Io(handler, result, n));
-    }
-
-    /// Completes an outstanding operation whose handler is boxed with its state.
-    pub(crate) fn complete_job(&self, job: Box<dyn IoJob>, result: Result<(), Error>, n: usize) {
-        self.work_finished();
-        self.inner.push(Ready::Job(job, result, n));
-    }
-
-    /// Posts a job that never became outstanding work (rejected at initiation).
-    pub(crate) fn post_job(&self, job: Box<dyn IoJob>, result: Result<(), Error>, n: usize) {
-        self.inner.push(Ready::Job(job, result, n));
     }
 
     /// Completes an outstanding wait-style operation.
@@ -607,6 +602,7 @@ impl Inner {
         }
         self.depth.set(self.depth.get() + 1);
         let _depth = DepthGuard(&self.depth);
+        self.turn_now.set(Instant::now());
         let mut count = 0;
         loop {
             if self.is_stopped() {
@@ -687,6 +683,8 @@ impl Inner {
             .take()
             .unwrap_or_else(|| mio::Events::with_capacity(EVENTS_PER_POLL));
         let polled = self.poll.borrow_mut().poll(&mut events, timeout);
+        // The turn's time: the events, the timers due and the handlers of this turn use it.
+        self.turn_now.set(Instant::now());
         if let Err(e) = polled {
             if e.kind() != io::ErrorKind::Interrupted {
                 // A failing epoll descriptor cannot recover; surface it loudly.
@@ -810,7 +808,7 @@ impl Inner {
     }
 
     fn fire_timers(&self) -> bool {
-        let now = Instant::now();
+        let now = self.turn_now.get();
         let mut fired = false;
         loop {
             let expired = self.timers.borrow_mut().pop_expired(now);

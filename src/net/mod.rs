@@ -9,6 +9,7 @@ pub(crate) mod buffers;
 mod context;
 mod executor;
 mod flat_buffer;
+mod inline_op;
 mod pool;
 mod readiness;
 mod resolver;
@@ -32,5 +33,6 @@ pub use transport::{ReadyListener, Transport};
 
 #[allow(unused_imports)] // the WebSocket layer builds on these
 pub(crate) use context::{Flush, IoHandler, IoObject, IoToken, WaitHandler};
+pub(crate) use inline_op::WriteJob;
 pub(crate) use timer::InternalTimer;
 pub(crate) use timer_queue::TimerTarget;

@@ -8,8 +8,9 @@ use std::rc::{Rc, Weak};
 
 use bytes::Buf;
 
-use super::context::{Handle, IoHandler, IoJob, IoObject, IoToken};
+use super::context::{Handle, IoHandler, IoObject, IoToken};
 use super::flat_buffer::FlatBuffer;
+use super::inline_op::WriteJob;
 use super::readiness::Readiness;
 use super::transport::ReadyListener;
 use crate::Error;
@@ -48,60 +49,17 @@ struct ReadOp {
     got: usize,
 }
 
-/// A write's buffers and its handler, in one allocation.
-pub(crate) trait WriteJob {
-    fn data(&mut self) -> &mut dyn Buf;
-    /// The same box, as the job the ready queue completes.
-    fn into_job(self: Box<Self>) -> Box<dyn IoJob>;
-}
-
-/// The one concrete [`WriteJob`]: the caller's buffers and handler.
-pub(crate) struct Write<B, H> {
-    data: B,
-    handler: H,
-}
-
-impl<B, H> Write<B, H>
-where
-    B: Buf + 'static,
-    H: FnOnce(Result<(), Error>, usize) + 'static,
-{
-    pub(crate) fn boxed(data: B, handler: H) -> Box<dyn WriteJob> {
-        Box::new(Write { data, handler })
-    }
-}
-
-impl<B, H> WriteJob for Write<B, H>
-where
-    B: Buf + 'static,
-    H: FnOnce(Result<(), Error>, usize) + 'static,
-{
-    fn data(&mut self) -> &mut dyn Buf {
-        &mut self.data
-    }
-
-    fn into_job(self: Box<Self>) -> Box<dyn IoJob> {
-        self
-    }
-}
-
-impl<B, H> IoJob for Write<B, H>
-where
-    B: Buf + 'static,
-    H: FnOnce(Result<(), Error>, usize) + 'static,
-{
-    fn complete(self: Box<Self>, result: Result<(), Error>, n: usize) {
-        let Write { data, handler } = *self;
-        // The buffers go before the handler runs, as the operation has ended.
-        drop(data);
-        handler(result, n);
-    }
-}
-
 struct WriteOp {
-    job: Box<dyn WriteJob>,
+    job: WriteJob,
     all: bool,
     written: usize,
+}
+
+/// The pending operations of a byte-stream object.
+#[derive(Default)]
+struct Ops {
+    read: Option<ReadOp>,
+    write: Option<WriteOp>,
 }
 
 /// What an initiation may do.
@@ -122,8 +80,9 @@ pub(crate) struct StreamCore<R: RawIo> {
     /// The peer's end of stream (or an error) was signalled: reads no longer block, so a
     /// short read proves nothing and readiness must stay set.
     read_closed: Cell<bool>,
-    read_op: RefCell<Option<ReadOp>>,
-    write_op: RefCell<Option<WriteOp>>,
+    /// The object's own read and write, in a box allocated when it first starts one (an
+    /// object under a WebSocket stream never does) and kept for the next ones.
+    ops: RefCell<Option<Box<Ops>>>,
     listener: RefCell<Option<Weak<dyn ReadyListener>>>,
 }
 
@@ -137,8 +96,7 @@ impl<R: RawIo> StreamCore<R> {
             readable: Cell::new(false),
             writable: Cell::new(writable),
             read_closed: Cell::new(false),
-            read_op: RefCell::new(None),
-            write_op: RefCell::new(None),
+            ops: RefCell::new(None),
             listener: RefCell::new(None),
         });
         let weak: Weak<StreamCore<R>> = Rc::downgrade(&core);
@@ -241,14 +199,14 @@ impl<R: RawIo> StreamCore<R> {
     }
 
     pub(crate) fn start_read(&self, buffer: FlatBuffer, want: usize, handler: IoHandler) {
-        let busy = self.read_op.borrow().is_some();
+        let busy = self.read_busy();
         match self.admit(busy) {
             Admission::Start => {}
             Admission::Drop => return,
             Admission::Refuse(e) => return self.handle.post_io(handler, Err(e), 0),
         }
         self.handle.work_started();
-        *self.read_op.borrow_mut() = Some(ReadOp {
+        self.put_read(ReadOp {
             buffer,
             handler,
             want,
@@ -257,15 +215,15 @@ impl<R: RawIo> StreamCore<R> {
         self.advance_read();
     }
 
-    pub(crate) fn start_write(&self, job: Box<dyn WriteJob>, all: bool) {
-        let busy = self.write_op.borrow().is_some();
+    pub(crate) fn start_write(&self, job: WriteJob, all: bool) {
+        let busy = self.write_busy();
         match self.admit(busy) {
             Admission::Start => {}
             Admission::Drop => return,
-            Admission::Refuse(e) => return self.handle.post_job(job.into_job(), Err(e), 0),
+            Admission::Refuse(e) => return self.handle.post_io(job.into_handler(), Err(e), 0),
         }
         self.handle.work_started();
-        *self.write_op.borrow_mut() = Some(WriteOp {
+        self.put_write(WriteOp {
             job,
             all,
             written: 0,
@@ -273,8 +231,44 @@ impl<R: RawIo> StreamCore<R> {
         self.advance_write();
     }
 
+    fn read_busy(&self) -> bool {
+        self.ops
+            .borrow()
+            .as_ref()
+            .is_some_and(|ops| ops.read.is_some())
+    }
+
+    fn write_busy(&self) -> bool {
+        self.ops
+            .borrow()
+            .as_ref()
+            .is_some_and(|ops| ops.write.is_some())
+    }
+
+    fn take_read(&self) -> Option<ReadOp> {
+        self.ops
+            .borrow_mut()
+            .as_mut()
+            .and_then(|ops| ops.read.take())
+    }
+
+    fn take_write(&self) -> Option<WriteOp> {
+        self.ops
+            .borrow_mut()
+            .as_mut()
+            .and_then(|ops| ops.write.take())
+    }
+
+    fn put_read(&self, op: ReadOp) {
+        self.ops.borrow_mut().get_or_insert_with(Box::default).read = Some(op);
+    }
+
+    fn put_write(&self, op: WriteOp) {
+        self.ops.borrow_mut().get_or_insert_with(Box::default).write = Some(op);
+    }
+
     fn advance_read(&self) {
-        let Some(mut op) = self.read_op.borrow_mut().take() else {
+        let Some(mut op) = self.take_read() else {
             return;
         };
         let result = loop {
@@ -283,7 +277,7 @@ impl<R: RawIo> StreamCore<R> {
                 break Ok(());
             }
             if !self.readable.get() {
-                *self.read_op.borrow_mut() = Some(op);
+                self.put_read(op);
                 return;
             }
             let room = op.buffer.max_size() - op.buffer.size();
@@ -316,7 +310,7 @@ impl<R: RawIo> StreamCore<R> {
     }
 
     fn advance_write(&self) {
-        let Some(mut op) = self.write_op.borrow_mut().take() else {
+        let Some(mut op) = self.take_write() else {
             return;
         };
         let result = loop {
@@ -325,7 +319,7 @@ impl<R: RawIo> StreamCore<R> {
                 break Ok(());
             }
             if !self.writable.get() {
-                *self.write_op.borrow_mut() = Some(op);
+                self.put_write(op);
                 return;
             }
             let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
@@ -343,20 +337,23 @@ impl<R: RawIo> StreamCore<R> {
             }
         };
         self.handle
-            .complete_job(op.job.into_job(), result, op.written);
+            .complete_io(op.job.into_handler(), result, op.written);
     }
 
     /// Completes the pending read and write with `OperationAborted`.
     pub(crate) fn cancel(&self) {
-        let read = self.read_op.borrow_mut().take();
+        let read = self.take_read();
         if let Some(op) = read {
             self.handle
                 .complete_io(op.handler, Err(Error::OperationAborted), op.got);
         }
-        let write = self.write_op.borrow_mut().take();
+        let write = self.take_write();
         if let Some(op) = write {
-            self.handle
-                .complete_job(op.job.into_job(), Err(Error::OperationAborted), op.written);
+            self.handle.complete_io(
+                op.job.into_handler(),
+                Err(Error::OperationAborted),
+                op.written,
+            );
         }
         R::cancel_extra(self);
     }
@@ -405,8 +402,8 @@ impl<R: RawIo> IoObject for StreamCore<R> {
     }
 
     fn on_shutdown(&self) {
-        let read = self.read_op.borrow_mut().take();
-        let write = self.write_op.borrow_mut().take();
+        let read = self.take_read();
+        let write = self.take_write();
         R::shutdown_extra(self);
         let listener = self.listener.borrow().as_ref().and_then(Weak::upgrade);
         drop((read, write));
@@ -498,7 +495,8 @@ macro_rules! async_ops_via_core {
                 buffer: &$crate::net::FlatBuffer,
                 handler: impl FnOnce(Result<(), $crate::Error>, usize) + 'static,
             ) {
-                self.core.start_read(buffer.clone(), 0, Box::new(handler));
+                self.core
+                    .start_read(buffer.clone(), 0, $crate::net::IoHandler::new(handler));
             }
 
             /// Reads exactly `n` bytes into `buffer` (asio's `async_read` with
@@ -528,8 +526,11 @@ macro_rules! async_ops_via_core {
                 n: usize,
                 handler: impl FnOnce(Result<(), $crate::Error>, usize) + 'static,
             ) {
-                self.core
-                    .start_read(buffer.clone(), n.max(1), Box::new(handler));
+                self.core.start_read(
+                    buffer.clone(),
+                    n.max(1),
+                    $crate::net::IoHandler::new(handler),
+                );
             }
 
             /// Writes some of `data` with one vectored write (asio's `async_write_some`),
@@ -564,7 +565,7 @@ macro_rules! async_ops_via_core {
                 handler: impl FnOnce(Result<(), $crate::Error>, usize) + 'static,
             ) {
                 self.core
-                    .start_write($crate::net::stream_core::Write::boxed(data, handler), false);
+                    .start_write($crate::net::WriteJob::new(data, handler), false);
             }
 
             /// Writes all of `data` (asio's `async_write`). Chains go out as vectored writes,
@@ -592,7 +593,7 @@ macro_rules! async_ops_via_core {
                 handler: impl FnOnce(Result<(), $crate::Error>, usize) + 'static,
             ) {
                 self.core
-                    .start_write($crate::net::stream_core::Write::boxed(data, handler), true);
+                    .start_write($crate::net::WriteJob::new(data, handler), true);
             }
 
             /// Completes the pending read and write (and, on a `TcpStream`, a pending

@@ -194,6 +194,11 @@ impl InternalTimer {
         }
     }
 
+    /// The time to arm it from (see [`Handle::now`]).
+    pub(crate) fn now(&self) -> Instant {
+        self.handle.now()
+    }
+
     /// Arms (or re-arms) the timer; `None` disarms it.
     pub(crate) fn arm(&self, expiry: Option<Instant>) {
         self.handle.inner.timers.borrow_mut().arm(self.key, expiry);

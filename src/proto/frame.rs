@@ -510,9 +510,59 @@ impl FrameReader {
         }
     }
 
+    /// The most common header, accepted with fewer tests: an unfragmented text or binary
+    /// frame (FIN set, no reserved bit) outside a message, masked as our role requires, with
+    /// a 7-bit or a canonical 16-bit length within the message limit. `None` for any other
+    /// header, which [`accept`](Self::accept) then checks in full (with the same outcome
+    /// for these).
+    #[inline]
+    fn accept_whole_short(&mut self, raw: &[u8]) -> Option<FrameHeader> {
+        let (b0, b1) = (raw[0], raw[1]);
+        let opcode = match b0 {
+            0x81 => Opcode::Text,
+            0x82 => Opcode::Binary,
+            _ => return None,
+        };
+        let masked = b1 & 0x80 != 0;
+        let (len, key_at) = match b1 & 0x7F {
+            127 => return None,
+            126 => match raw.get(2..4) {
+                Some(&[hi, lo]) => (u64::from(u16::from_be_bytes([hi, lo])), 4),
+                _ => return None,
+            },
+            short => (u64::from(short), 2),
+        };
+        if self.cont
+            || masked != (self.rules.role == Role::Server)
+            || (key_at == 4 && len < 126)
+            || self.rules.exceeds_max(0, len)
+        {
+            return None;
+        }
+        let mask = match raw.get(key_at..key_at + 4) {
+            Some(&[k0, k1, k2, k3]) if masked => Some([k0, k1, k2, k3]),
+            _ => None,
+        };
+        self.msg_opcode = Some(opcode);
+        self.msg_compressed = false;
+        self.msg_size = len;
+        Some(FrameHeader {
+            fin: true,
+            rsv1: false,
+            rsv2: false,
+            rsv3: false,
+            opcode,
+            mask,
+            len,
+        })
+    }
+
     /// Validates a complete header (`raw.len() == announced_len(raw[1])`) and advances the
     /// message state.
     fn accept(&mut self, raw: &[u8]) -> Result<FrameHeader, Error> {
+        if let Some(header) = self.accept_whole_short(raw) {
+            return Ok(header);
+        }
         let (b0, b1) = (raw[0], raw[1]);
         let fin = b0 & 0x80 != 0;
         let rsv1 = b0 & 0x40 != 0;

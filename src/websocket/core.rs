@@ -21,8 +21,7 @@ use super::output::Output;
 use super::read_buffer::ReadBuffer;
 use super::timeout::Timers;
 use super::FrameType;
-use crate::net::stream_core::WriteJob;
-use crate::net::{FlatBuffer, Handle, IoHandler, Transport, WaitHandler};
+use crate::net::{FlatBuffer, Handle, IoHandler, Transport, WaitHandler, WriteJob};
 use crate::proto::close::{CloseCode, CloseReason};
 use crate::proto::frame::{FrameHeader, FrameReader, Opcode, ReadRules, MAX_CONTROL_PAYLOAD};
 use crate::proto::mask::{apply_mask, mask_copy, mask_key};
@@ -89,8 +88,8 @@ pub(crate) struct ReadOp {
 }
 
 pub(crate) struct WriteOp {
-    /// The caller's buffers and handler, in one allocation.
-    pub(crate) job: Box<dyn WriteJob>,
+    /// The caller's buffers and handler, together (inline when small).
+    pub(crate) job: WriteJob,
     pub(crate) fin: bool,
     pub(crate) taken: usize,
     pub(crate) emitted: bool,
@@ -104,7 +103,7 @@ impl WriteOp {
 
     /// Queues the handler with `result` and the payload bytes taken.
     pub(crate) fn complete(self, handle: &Handle, result: Result<(), Error>) {
-        handle.complete_job(self.job.into_job(), result, self.taken);
+        handle.complete_io(self.job.into_handler(), result, self.taken);
     }
 }
 
@@ -460,6 +459,89 @@ impl<T: Transport> Core<T> {
         self.write_op.is_none()
             && self.status == Status::Open
             && self.out.len() < self.opts.high_water()
+    }
+
+    /// Parses input for the read (or the close) in progress when that is all there is to
+    /// do: the stream is open, no handshake, write or teardown is pending and the output is
+    /// not blocked. Returns true when that finished the drive; false when the whole engine
+    /// must run (also when parsing started something else: a teardown, a status change,
+    /// output past the high-water mark). Once the read is done no other operation can
+    /// advance, so the engine's confirming round is not needed.
+    pub(crate) fn read_at_once(&mut self, handle: &Handle) -> bool {
+        if !self.only_input_pending() {
+            return false;
+        }
+        if self.rd_buf.is_empty()
+            && !self.rd_buf.is_lent()
+            && !self.transport.readiness().is_readable()
+            && self.rd_remain == 0
+            && self.pending_control.is_none()
+        {
+            // Nothing to parse and nothing to read: the read waits for input as it is.
+            self.update_timer();
+            return true;
+        }
+        self.advance_input(handle);
+        if !self.only_input_pending() || self.out.len() >= self.opts.high_water() {
+            return false;
+        }
+        self.update_timer();
+        self.release_read_buffer(false);
+        true
+    }
+
+    /// True when only input can advance an operation: see [`read_at_once`](Core::read_at_once).
+    fn only_input_pending(&self) -> bool {
+        self.status == Status::Open
+            && self.teardown.is_none()
+            && self.write_op.is_none()
+            && self.hs_op.is_none()
+            && !self.flush_blocked
+    }
+
+    /// Emits a write just started as one frame when that is all it takes: the stream is
+    /// open with nothing else in progress, without permessage-deflate, the output is below
+    /// the high-water mark, and the data goes as one frame (no fragmenting). Returns the
+    /// payload bytes taken (all of `data`), or `None` when the write must be started as an
+    /// operation. What [`advance_write`](Core::advance_write) would do for such a write,
+    /// without storing it.
+    pub(crate) fn write_in_one_frame(&mut self, fin: bool, data: &mut dyn Buf) -> Option<usize> {
+        if self.status != Status::Open
+            || self.teardown.is_some()
+            || self.flush_blocked
+            || self.write_op.is_some()
+            || self.pmd.is_active()
+            || self.out.len() >= self.opts.high_water()
+        {
+            return None;
+        }
+        let len = data.remaining();
+        let (opcode, auto_fragment) = if self.wr_cont {
+            (Opcode::Continuation, self.wr_auto_fragment)
+        } else {
+            let opcode = if self.opts.binary {
+                Opcode::Binary
+            } else {
+                Opcode::Text
+            };
+            (opcode, self.opts.auto_fragment)
+        };
+        if auto_fragment && len > self.opts.write_buffer_bytes {
+            return None;
+        }
+        if !self.wr_cont {
+            // A new message: latch its settings (Beast latches them at message start).
+            self.wr_opcode = opcode;
+            self.wr_auto_fragment = auto_fragment;
+        }
+        self.emit_frame(fin, opcode, data, len);
+        self.wr_cont = !fin;
+        Some(len)
+    }
+
+    /// True when the output is at or past its high-water mark (to be written at once).
+    pub(crate) fn output_full(&self) -> bool {
+        self.out.len() >= self.opts.high_water()
     }
 
     /// True when written output may let something advance: a write parked for room, a

@@ -72,6 +72,11 @@ impl PmdState {
         self.codec.is_some() && self.compress && len >= self.opts.msg_size_threshold
     }
 
+    /// True while permessage-deflate is in force on the connection.
+    pub(crate) fn is_active(&self) -> bool {
+        self.codec.is_some()
+    }
+
     /// True while a compressed message is being written.
     pub(crate) fn writing_message(&self) -> bool {
         self.wr_in_msg

@@ -9,9 +9,9 @@ use super::core::{Core, ReadOp, Status, WriteOp};
 use super::handshake::{header_of, ClientHandler};
 use super::timeout::Timeout;
 use super::FrameType;
-use crate::net::stream_core::Write;
 use crate::net::{
-    FlatBuffer, Handle, InternalTimer, Readiness, ReadyListener, Transport, WaitHandler,
+    FlatBuffer, Handle, InternalTimer, IoHandler, Readiness, ReadyListener, Transport, WaitHandler,
+    WriteJob,
 };
 use crate::proto::close::CloseReason;
 use crate::proto::deflate::{PermessageDeflate, PermessageDeflateStatus};
@@ -29,6 +29,18 @@ impl<T: Transport> Inner<T> {
     /// Runs the engine, then asks for an end-of-turn flush if output is waiting.
     pub(crate) fn drive(&self) {
         self.run(|core, handle| core.drive(handle));
+    }
+
+    /// As [`drive`](Inner::drive) after a read was started or input arrived: when only
+    /// input can advance an operation, parsing it is all the engine would do.
+    fn drive_read(&self) {
+        self.run(|core, handle| !core.read_at_once(handle) && core.drive(handle));
+    }
+
+    /// After a write was emitted without becoming an operation: the engine runs only when
+    /// the output reached its high-water mark (to write it at once).
+    fn after_write(&self) {
+        self.run(|core, handle| core.output_full() && core.drive(handle));
     }
 
     /// As [`drive`](Inner::drive) after a write was started: when its frames fit in the
@@ -85,7 +97,7 @@ impl<T: Transport> Drop for Inner<T> {
 
 impl<T: Transport> ReadyListener for Inner<T> {
     fn on_ready(&self, _readiness: Readiness) {
-        self.drive();
+        self.drive_read();
     }
 
     fn on_shutdown(&self) {
@@ -1065,7 +1077,7 @@ impl<T: Transport> Stream<T> {
         buffer: &FlatBuffer,
         handler: impl FnOnce(Result<(), Error>, usize) + 'static,
     ) {
-        self.start_read(buffer, usize::MAX, true, Box::new(handler));
+        self.start_read(buffer, usize::MAX, true, IoHandler::new(handler));
     }
 
     /// Reads some payload of the current message (at most `limit` bytes, 0 for no limit),
@@ -1103,16 +1115,10 @@ impl<T: Transport> Stream<T> {
         handler: impl FnOnce(Result<(), Error>, usize) + 'static,
     ) {
         let limit = if limit == 0 { usize::MAX } else { limit };
-        self.start_read(buffer, limit, false, Box::new(handler));
+        self.start_read(buffer, limit, false, IoHandler::new(handler));
     }
 
-    fn start_read(
-        &self,
-        buffer: &FlatBuffer,
-        limit: usize,
-        whole: bool,
-        handler: Box<dyn FnOnce(Result<(), Error>, usize)>,
-    ) {
+    fn start_read(&self, buffer: &FlatBuffer, limit: usize, whole: bool, handler: IoHandler) {
         if self.handle().is_shut_down() {
             return;
         }
@@ -1134,7 +1140,7 @@ impl<T: Transport> Stream<T> {
                 n: 0,
             });
         }
-        self.inner.drive();
+        self.inner.drive_read();
     }
 
     /// Sends a whole message (Beast's `async_write`): `async_write_some(true, data)`.
@@ -1216,11 +1222,11 @@ impl<T: Transport> Stream<T> {
         data: impl Buf + 'static,
         handler: impl FnOnce(Result<(), Error>, usize) + 'static,
     ) {
-        let job = Write::boxed(data, handler);
         if self.handle().is_shut_down() {
-            return;
+            return; // as every handler once the context is gone: dropped uninvoked
         }
-        {
+        let mut data = data;
+        let taken = {
             let mut core = self.core();
             let busy = core.write_op.is_some();
             let admitted = core.admit(busy).and_then(|()| {
@@ -1232,18 +1238,32 @@ impl<T: Transport> Stream<T> {
             });
             if let Err(e) = admitted {
                 drop(core);
-                self.handle().post_job(job.into_job(), Err(e), 0);
+                let job = WriteJob::new(data, handler);
+                self.handle().post_io(job.into_handler(), Err(e), 0);
                 return;
             }
-            self.handle().work_started();
-            core.write_op = Some(WriteOp {
-                job,
-                fin,
-                taken: 0,
-                emitted: false,
-            });
-        }
-        self.inner.drive_write();
+            match core.write_in_one_frame(fin, &mut data) {
+                Some(taken) => taken,
+                None => {
+                    self.handle().work_started();
+                    core.write_op = Some(WriteOp {
+                        job: WriteJob::new(data, handler),
+                        fin,
+                        taken: 0,
+                        emitted: false,
+                    });
+                    drop(core);
+                    self.inner.drive_write();
+                    return;
+                }
+            }
+        };
+        // The frame is queued: the write is done. Its buffers go now, before its handler
+        // runs, and the engine runs only to write a full output at once.
+        drop(data);
+        self.handle()
+            .post_io(IoHandler::new(handler), Ok(()), taken);
+        self.inner.after_write();
     }
 
     /// Sends a ping with `payload` (at most 125 bytes, copied before this call returns).

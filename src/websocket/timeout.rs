@@ -72,6 +72,12 @@ pub(crate) struct Timers {
     pub(crate) settings: Timeout,
     pub(crate) timer: Option<InternalTimer>,
     phase: Phase,
+    /// The expiry in force: later than the timer's when the idle period restarted since it
+    /// was armed (the timer is moved only when it fires, see [`Core::arm_idle`]).
+    deadline: Option<Instant>,
+    /// The timer is pending at an expiry set in the idle phase: no later than the end of an
+    /// idle period starting now.
+    idle_armed: bool,
     /// Bytes arrived since the idle timer was last armed.
     activity: bool,
     /// The keep-alive ping of this idle period was sent.
@@ -108,7 +114,10 @@ impl<T: Transport> Core<T> {
         self.update_timer();
     }
 
-    /// Restarts the idle period (at each read and on each received ping, as Beast).
+    /// Restarts the idle period (at each read and on each received ping, as Beast). A
+    /// period that ends later than the one the timer is armed for only moves the deadline:
+    /// the timer, when it fires, sees the later deadline and is armed again for it. So the
+    /// read of every message does not touch the context's timers.
     pub(crate) fn arm_idle(&mut self) {
         if self.timers.phase != Phase::Idle {
             return;
@@ -123,7 +132,14 @@ impl<T: Transport> Core<T> {
                 idle
             }
         });
+        if let (Some(first), true, Some(timer)) =
+            (first, self.timers.idle_armed, &self.timers.timer)
+        {
+            self.timers.deadline = Some(timer.now() + first);
+            return;
+        }
         self.arm(first);
+        self.timers.idle_armed = first.is_some();
     }
 
     /// Notes that bytes arrived.
@@ -131,14 +147,29 @@ impl<T: Transport> Core<T> {
         self.timers.activity = true;
     }
 
-    fn arm(&self, after: Option<Duration>) {
+    fn arm(&mut self, after: Option<Duration>) {
         if let Some(timer) = &self.timers.timer {
-            timer.arm(after.map(|d| Instant::now() + d));
+            let expiry = after.map(|d| timer.now() + d);
+            timer.arm(expiry);
+            self.timers.deadline = expiry;
+            self.timers.idle_armed = false;
         }
     }
 
     /// The timer expired.
     pub(crate) fn on_timer(&mut self, handle: &Handle) {
+        // The timer is no longer armed.
+        let idle_armed = std::mem::take(&mut self.timers.idle_armed);
+        if let (true, Some(deadline), Some(timer)) =
+            (idle_armed, self.timers.deadline, &self.timers.timer)
+        {
+            if deadline > timer.now() {
+                // The idle period restarted since the timer was armed: not expired yet.
+                timer.arm(Some(deadline));
+                self.timers.idle_armed = true;
+                return;
+            }
+        }
         match self.timers.phase {
             Phase::Off => {}
             Phase::Handshake | Phase::Closing => self.time_out(handle),
@@ -152,6 +183,7 @@ impl<T: Transport> Core<T> {
                     }
                     self.timers.pinged = true;
                     self.arm(settings.idle_timeout.map(|idle| idle / 2));
+                    self.timers.idle_armed = settings.idle_timeout.is_some();
                 } else {
                     self.time_out(handle);
                 }

@@ -175,14 +175,14 @@ impl<T: Transport> WriteQueue<T> {
             let mut st = self.state.borrow_mut();
             if data.len() > st.max_bytes - st.queued_bytes {
                 drop(st);
-                handle.post_io(Box::new(handler), Err(Error::WriteQueueFull), 0);
+                handle.post_io(IoHandler::new(handler), Err(Error::WriteQueueFull), 0);
                 return;
             }
             st.queued_bytes += data.len();
             st.pending.push_back(Entry {
                 data,
                 binary,
-                handler: Box::new(handler),
+                handler: IoHandler::new(handler),
             });
         }
         self.pump();
@@ -255,7 +255,7 @@ impl<T: Transport> WriteQueue<T> {
                     self.ws.set_binary(entry.binary);
                     self.ws.async_write(entry.data, move |r, n| {
                         queue.state.borrow_mut().writing = false;
-                        handler(r, n);
+                        handler.call(r, n);
                         queue.pump();
                     });
                     return;

@@ -1,0 +1,283 @@
+//! Completion handlers stored inline when they are small, so that starting a read or a write
+//! allocates nothing.
+//!
+//! A handler that captures a few handles (a stream, a buffer, a session), and a write's
+//! buffers together with such a handler, fit in a few words: they are kept in place in the
+//! operation and in the ready queue. Larger ones are boxed, and the box is kept in place.
+
+use std::marker::PhantomData;
+use std::mem::{self, ManuallyDrop, MaybeUninit};
+
+use bytes::Buf;
+
+use crate::Error;
+
+/// Words of inline room: enough for a `Bytes` and a handler capturing two handles.
+const WORDS: usize = 6;
+
+type Storage = [MaybeUninit<usize>; WORDS];
+
+/// True when a `T` can be kept in [`Storage`] itself.
+const fn fits<T>() -> bool {
+    mem::size_of::<T>() <= mem::size_of::<Storage>()
+        && mem::align_of::<T>() <= mem::align_of::<Storage>()
+}
+
+/// What an operation kept inline does when it completes.
+trait Operation: 'static {
+    fn complete(self, result: Result<(), Error>, n: usize);
+    /// The buffers still to be written (write jobs only).
+    fn data(&mut self) -> Option<&mut (dyn Buf + 'static)>;
+}
+
+/// A handler alone.
+struct Handler<F>(F);
+
+impl<F: FnOnce(Result<(), Error>, usize) + 'static> Operation for Handler<F> {
+    fn complete(self, result: Result<(), Error>, n: usize) {
+        (self.0)(result, n)
+    }
+
+    fn data(&mut self) -> Option<&mut (dyn Buf + 'static)> {
+        None
+    }
+}
+
+/// A write's buffers and its handler.
+struct Write<B, H> {
+    data: B,
+    handler: H,
+}
+
+impl<B, H> Operation for Write<B, H>
+where
+    B: Buf + 'static,
+    H: FnOnce(Result<(), Error>, usize) + 'static,
+{
+    fn complete(self, result: Result<(), Error>, n: usize) {
+        let Write { data, handler } = self;
+        // The buffers go before the handler runs, as the operation has ended.
+        drop(data);
+        handler(result, n);
+    }
+
+    fn data(&mut self) -> Option<&mut (dyn Buf + 'static)> {
+        Some(&mut self.data)
+    }
+}
+
+/// Too large to be kept inline: boxed, with the box kept inline.
+impl<T: Operation> Operation for Box<T> {
+    fn complete(self, result: Result<(), Error>, n: usize) {
+        (*self).complete(result, n)
+    }
+
+    fn data(&mut self) -> Option<&mut (dyn Buf + 'static)> {
+        (**self).data()
+    }
+}
+
+/// The functions of one operation type, called on its inline storage.
+struct VTable {
+    complete: unsafe fn(*mut Storage, Result<(), Error>, usize),
+    drop: unsafe fn(*mut Storage),
+    data: unsafe fn(*mut Storage) -> Option<*mut (dyn Buf + 'static)>,
+}
+
+/// # Safety
+/// `storage` holds a `T`, which this moves out: it must not be used or dropped again.
+unsafe fn complete<T: Operation>(storage: *mut Storage, result: Result<(), Error>, n: usize) {
+    // SAFETY: per the contract, `storage` holds a valid `T` (aligned, see `fits`) that
+    // nobody reads after this.
+    let op = unsafe { storage.cast::<T>().read() };
+    op.complete(result, n);
+}
+
+/// # Safety
+/// `storage` holds a `T`, which this drops: it must not be used or dropped again.
+unsafe fn drop_op<T>(storage: *mut Storage) {
+    // SAFETY: per the contract.
+    unsafe { storage.cast::<T>().drop_in_place() }
+}
+
+/// # Safety
+/// `storage` holds a `T`, not otherwise borrowed while the result is used.
+unsafe fn data<T: Operation>(storage: *mut Storage) -> Option<*mut (dyn Buf + 'static)> {
+    // SAFETY: per the contract.
+    unsafe {
+        (*storage.cast::<T>())
+            .data()
+            .map(|b| b as *mut (dyn Buf + 'static))
+    }
+}
+
+/// An operation (a handler, or a write's buffers and handler) kept inline when it fits.
+struct InlineOp {
+    storage: Storage,
+    vtable: &'static VTable,
+    /// Handlers need not be `Send`: neither is this.
+    _not_send: PhantomData<*mut ()>,
+}
+
+impl InlineOp {
+    fn new<T: Operation>(op: T) -> InlineOp {
+        if fits::<T>() {
+            InlineOp::store(op)
+        } else {
+            InlineOp::store(Box::new(op))
+        }
+    }
+
+    fn store<T: Operation>(op: T) -> InlineOp {
+        assert!(fits::<T>(), "only called for types that fit");
+        let mut storage: Storage = [MaybeUninit::uninit(); WORDS];
+        // SAFETY: `fits` guarantees that a `T` fits in the storage and that the storage is
+        // aligned for it; the storage is new, so nothing is overwritten.
+        unsafe { storage.as_mut_ptr().cast::<T>().write(op) };
+        InlineOp {
+            storage,
+            vtable: const {
+                &VTable {
+                    complete: complete::<T>,
+                    drop: drop_op::<T>,
+                    data: data::<T>,
+                }
+            },
+            _not_send: PhantomData,
+        }
+    }
+
+    fn complete(self, result: Result<(), Error>, n: usize) {
+        let mut me = ManuallyDrop::new(self);
+        // SAFETY: the storage holds the type the vtable was made for; `me` is never dropped,
+        // so the value moved out by `complete` is not dropped again.
+        unsafe { (me.vtable.complete)(&mut me.storage, result, n) }
+    }
+
+    fn data(&mut self) -> Option<&mut (dyn Buf + 'static)> {
+        // SAFETY: the storage holds the type the vtable was made for; the pointer it returns
+        // points into it, borrowed mutably through `self` for the lifetime of the result.
+        unsafe { (self.vtable.data)(&mut self.storage).map(|b| &mut *b) }
+    }
+}
+
+impl Drop for InlineOp {
+    fn drop(&mut self) {
+        // SAFETY: the storage holds the type the vtable was made for, dropped only here.
+        unsafe { (self.vtable.drop)(&mut self.storage) }
+    }
+}
+
+/// A handler completing an I/O operation: `(result, bytes_transferred)`.
+pub(crate) struct IoHandler(InlineOp);
+
+impl IoHandler {
+    /// Keeps `handler` inline when it is small, boxed otherwise.
+    pub(crate) fn new(handler: impl FnOnce(Result<(), Error>, usize) + 'static) -> IoHandler {
+        IoHandler(InlineOp::new(Handler(handler)))
+    }
+
+    /// Runs the handler (and drops what it was kept with first, for a write job).
+    pub(crate) fn call(self, result: Result<(), Error>, n: usize) {
+        self.0.complete(result, n)
+    }
+}
+
+/// A write's buffers and its handler, kept together (inline when small).
+pub(crate) struct WriteJob(InlineOp);
+
+impl WriteJob {
+    /// Keeps `data` and `handler` together, inline when they are small.
+    pub(crate) fn new<B, H>(data: B, handler: H) -> WriteJob
+    where
+        B: Buf + 'static,
+        H: FnOnce(Result<(), Error>, usize) + 'static,
+    {
+        WriteJob(InlineOp::new(Write { data, handler }))
+    }
+
+    /// The caller's buffers (what is left of them).
+    pub(crate) fn data(&mut self) -> &mut dyn Buf {
+        self.0.data().expect("a write job always holds its buffers")
+    }
+
+    /// The handler to complete: it drops the buffers, then runs the caller's handler.
+    pub(crate) fn into_handler(self) -> IoHandler {
+        IoHandler(self.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::cell::Cell;
+    use std::rc::Rc;
+
+    #[test]
+    fn small_and_large_handlers_run_once_and_drop_what_they_captured() {
+        let ran = Rc::new(Cell::new(0));
+        let small = {
+            let ran = ran.clone();
+            IoHandler::new(move |r, n| {
+                assert_eq!((r, n), (Ok(()), 3));
+                ran.set(ran.get() + 1);
+            })
+        };
+        let big = {
+            let ran = ran.clone();
+            let payload = [7u8; 200];
+            IoHandler::new(move |r, n| {
+                assert_eq!((r, n), (Err(Error::Eof), 1));
+                assert_eq!(payload[199], 7);
+                ran.set(ran.get() + 10);
+            })
+        };
+        small.call(Ok(()), 3);
+        big.call(Err(Error::Eof), 1);
+        assert_eq!(ran.get(), 11);
+        assert_eq!(Rc::strong_count(&ran), 1, "the captures were dropped");
+        let dropped = ran.clone();
+        drop(IoHandler::new(move |_, _| drop(dropped)));
+        assert_eq!(
+            Rc::strong_count(&ran),
+            1,
+            "an uncalled handler drops its captures"
+        );
+    }
+
+    #[test]
+    fn a_write_job_lends_its_buffers_and_drops_them_before_the_handler() {
+        let data = Rc::new(());
+        struct Tracked {
+            _alive: Rc<()>,
+            rest: &'static [u8],
+        }
+        impl Buf for Tracked {
+            fn remaining(&self) -> usize {
+                self.rest.len()
+            }
+            fn chunk(&self) -> &[u8] {
+                self.rest
+            }
+            fn advance(&mut self, n: usize) {
+                self.rest = &self.rest[n..];
+            }
+        }
+        let probe = data.clone();
+        let mut job = WriteJob::new(
+            Tracked {
+                _alive: data.clone(),
+                rest: b"hello",
+            },
+            move |r, n| {
+                assert_eq!((r, n), (Ok(()), 5));
+                assert_eq!(Rc::strong_count(&probe), 2, "the buffers are gone");
+            },
+        );
+        assert_eq!(job.data().remaining(), 5);
+        job.data().advance(2);
+        assert_eq!(job.data().chunk(), b"llo");
+        job.into_handler().call(Ok(()), 5);
+        assert_eq!(Rc::strong_count(&data), 1);
+    }
+}
