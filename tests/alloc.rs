@@ -192,8 +192,12 @@ fn websocket_frames_allocate_nothing_beyond_their_operations() {
     // Handlers and each write's buffers are kept inline in their operations. The server's
     // buffer, handed out with `take()`, is reclaimed in place once the echo is written.
     assert_eq!(one_frame, 0.0, "{one_frame} allocations per echo");
-    assert!(
-        many_frames - one_frame < 0.5,
-        "frames must not allocate: {one_frame} per echo with one frame, {many_frames} with 64"
+    // A write that takes several frames is stored as an operation, in one box (so that an
+    // idle stream does not carry its room): one allocation per write, two per echo, and
+    // none per frame.
+    assert_eq!(
+        many_frames - one_frame,
+        2.0,
+        "{one_frame} allocations per echo with one frame, {many_frames} with 64"
     );
 }

@@ -77,6 +77,14 @@ impl Options {
     }
 }
 
+/// An outstanding close (boxed: most streams never close this way).
+pub(crate) struct CloseOp {
+    pub(crate) handler: WaitHandler,
+    /// The reason of a close started while a write was outstanding: its frame goes out once
+    /// the write completes (Beast's close waits for the write lock).
+    pub(crate) deferred: Option<CloseReason>,
+}
+
 pub(crate) struct ReadOp {
     pub(crate) buffer: FlatBuffer,
     /// Most payload bytes to deliver (read_some); `usize::MAX` for no limit.
@@ -185,11 +193,10 @@ pub(crate) struct Core<T: Transport> {
     pub(crate) read_op: Option<ReadOp>,
     /// A read parked behind a close that owns the read side; it ends `OperationAborted`.
     pub(crate) read_suspended: bool,
-    pub(crate) write_op: Option<WriteOp>,
-    pub(crate) close_op: Option<WaitHandler>,
-    /// The reason of a close started while a write was parked: its frame goes out once the
-    /// write completes (Beast's close waits for the write lock).
-    pub(crate) close_deferred: Option<Box<CloseReason>>,
+    /// A write that could not be framed at once (boxed: most writes are framed as they
+    /// start and never stored here).
+    pub(crate) write_op: Option<Box<WriteOp>>,
+    pub(crate) close_op: Option<Box<CloseOp>>,
     pub(crate) hs_op: Option<Box<HandshakeOp>>,
     pub(crate) hs: HandshakeSettings,
     pub(crate) timers: Timers,
@@ -233,7 +240,6 @@ impl<T: Transport> Core<T> {
             read_suspended: false,
             write_op: None,
             close_op: None,
-            close_deferred: None,
             hs_op: None,
             hs: HandshakeSettings::default(),
             timers: Timers::default(),
@@ -259,7 +265,6 @@ impl<T: Transport> Core<T> {
         self.wr_cont = false;
         self.wr_close = false;
         self.close_reason = None;
-        self.close_deferred = None;
         self.ec_delivered = false;
         self.pending_error = None;
     }
@@ -316,7 +321,6 @@ impl<T: Transport> Core<T> {
         self.status = Status::Failed;
         self.out.discard();
         self.teardown = None;
-        self.close_deferred = None;
         let mut e = Some(e);
         let mut next = |core: &mut Core<T>| match e.take() {
             Some(e) => core.deliver(e),
@@ -334,7 +338,7 @@ impl<T: Transport> Core<T> {
             let err = next(self);
             op.complete(handle, Err(err));
         }
-        if let Some(h) = self.close_op.take() {
+        if let Some(h) = self.take_close_handler() {
             let err = next(self);
             handle.complete_wait(h, Err(err));
         }
@@ -628,7 +632,9 @@ impl<T: Transport> Core<T> {
 
     /// A close whose frame was sent reads the peer's frames (a deferred one does not yet).
     fn close_owns_reads(&self) -> bool {
-        self.close_op.is_some() && self.close_deferred.is_none()
+        self.close_op
+            .as_ref()
+            .is_some_and(|op| op.deferred.is_none())
     }
 
     /// Parses and delivers frames until the consumer's operation ends or input runs out.
@@ -664,7 +670,7 @@ impl<T: Transport> Core<T> {
                 }
             }
             Consumer::CloseDrain => {
-                if let Some(h) = self.close_op.take() {
+                if let Some(h) = self.take_close_handler() {
                     let err = self.deliver(e);
                     self.status = Status::Failed;
                     handle.complete_wait(h, Err(err));
@@ -954,7 +960,16 @@ impl<T: Transport> Core<T> {
     /// True once a close was started or a close frame sent: writes, pings and pongs started
     /// now are aborted.
     pub(crate) fn close_started(&self) -> bool {
-        self.wr_close || self.close_deferred.is_some()
+        self.wr_close
+            || self
+                .close_op
+                .as_ref()
+                .is_some_and(|op| op.deferred.is_some())
+    }
+
+    /// Takes the outstanding close's handler.
+    fn take_close_handler(&mut self) -> Option<WaitHandler> {
+        self.close_op.take().map(|op| op.handler)
     }
 
     /// Sends the close frame of a close that waited for a parked write, once the write is
@@ -963,7 +978,7 @@ impl<T: Transport> Core<T> {
         if self.write_op.is_some() || self.status != Status::Open {
             return false;
         }
-        match self.close_deferred.take() {
+        match self.close_op.as_mut().and_then(|op| op.deferred.take()) {
             Some(reason) => {
                 self.start_close(&reason);
                 true
@@ -1071,7 +1086,7 @@ impl<T: Transport> Core<T> {
                     None => Ok(()),
                     Some(e) => Err(self.deliver(e)),
                 };
-                if let Some(h) = self.close_op.take() {
+                if let Some(h) = self.take_close_handler() {
                     handle.complete_wait(h, result);
                 }
                 self.finish_suspended_read(handle);
@@ -1079,8 +1094,7 @@ impl<T: Transport> Core<T> {
         }
         // Operations started while the connection was closing end with it, and a close
         // still waiting for a parked write finds the stream closed (Beast's `check_stop_now`).
-        self.close_deferred = None;
-        if let Some(h) = self.close_op.take() {
+        if let Some(h) = self.take_close_handler() {
             handle.complete_wait(h, Err(Error::OperationAborted));
         }
         if let Some(op) = self.read_op.take() {
@@ -1145,7 +1159,7 @@ impl<T: Transport> Core<T> {
         &mut self,
     ) -> (
         Option<ReadOp>,
-        Option<WriteOp>,
+        Option<Box<WriteOp>>,
         Option<WaitHandler>,
         Option<Box<HandshakeOp>>,
         Option<ControlCallback>,
@@ -1153,7 +1167,7 @@ impl<T: Transport> Core<T> {
         (
             self.read_op.take(),
             self.write_op.take(),
-            self.close_op.take(),
+            self.take_close_handler(),
             self.hs_op.take(),
             self.control.take(),
         )

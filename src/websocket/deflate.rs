@@ -235,7 +235,7 @@ impl<T: Transport> Core<T> {
     /// [`MIN_DEFLATE_CHUNK`]) compressed bytes, one frame per chunk, whatever
     /// `auto_fragment` says (as Beast). A non-final write may emit nothing (compression
     /// latency); it completes once its data is taken. Returns true on progress.
-    pub(crate) fn advance_write_deflate(&mut self, handle: &Handle, mut op: WriteOp) -> bool {
+    pub(crate) fn advance_write_deflate(&mut self, handle: &Handle, mut op: Box<WriteOp>) -> bool {
         op.emitted = true; // started: the compression decision holds for the whole op
         if !self.pmd.wr_in_msg {
             self.pmd.wr_in_msg = true;

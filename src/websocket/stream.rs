@@ -5,7 +5,7 @@ use std::rc::{Rc, Weak};
 
 use bytes::Buf;
 
-use super::core::{Core, ReadOp, Status, WriteOp};
+use super::core::{CloseOp, Core, ReadOp, Status, WriteOp};
 use super::handshake::{header_of, ClientHandler};
 use super::timeout::Timeout;
 use super::FrameType;
@@ -1246,12 +1246,12 @@ impl<T: Transport> Stream<T> {
                 Some(taken) => taken,
                 None => {
                     self.handle().work_started();
-                    core.write_op = Some(WriteOp {
+                    core.write_op = Some(Box::new(WriteOp {
                         job: WriteJob::new(data, handler),
                         fin,
                         taken: 0,
                         emitted: false,
-                    });
+                    }));
                     drop(core);
                     self.inner.drive_write();
                     return;
@@ -1418,12 +1418,11 @@ impl<T: Transport> Stream<T> {
                 return;
             }
             self.handle().work_started();
-            core.close_op = Some(handler);
-            if core.write_op.is_some() {
-                core.close_deferred = Some(Box::new(reason));
-            } else {
+            let deferred = core.write_op.is_some().then_some(reason);
+            if deferred.is_none() {
                 core.start_close(&reason);
             }
+            core.close_op = Some(Box::new(CloseOp { handler, deferred }));
         }
         self.inner.drive();
     }
