@@ -6,7 +6,7 @@
 //! with no thread and no blocking call. The configuration types are rustls's own
 //! ([`rustls::ClientConfig`], [`rustls::ServerConfig`]), gathered in a [`Context`]
 //! (Beast's `ssl::context`); helpers build them from PEM files and from the platform's or a
-//! given set of root certificates. The crypto provider is `ring`, chosen explicitly (see
+//! given set of root certificates. The crypto provider is rustls's `aws-lc-rs` (see
 //! [`crypto_provider`]).
 //!
 //! | Beast | rbeast |
