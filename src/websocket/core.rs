@@ -72,6 +72,7 @@ impl Default for Options {
 impl Options {
     /// Output beyond this is written at once instead of at the end of the loop turn, and a
     /// write waits for the transport before it completes.
+    #[inline]
     pub(crate) fn high_water(&self) -> usize {
         (self.write_buffer_bytes * 16).max(64 * 1024)
     }

@@ -17,25 +17,30 @@ pub(crate) struct ReadBuffer {
 }
 
 impl ReadBuffer {
+    #[inline]
     pub(crate) fn len(&self) -> usize {
         self.end - self.start
     }
 
+    #[inline]
     pub(crate) fn is_empty(&self) -> bool {
         self.start == self.end
     }
 
     /// The unparsed bytes.
+    #[inline]
     pub(crate) fn data(&self) -> &[u8] {
         &self.buf[self.start..self.end]
     }
 
     /// The unparsed bytes, for unmasking in place.
+    #[inline]
     pub(crate) fn data_mut(&mut self) -> &mut [u8] {
         &mut self.buf[self.start..self.end]
     }
 
     /// Marks `n` bytes as parsed.
+    #[inline]
     pub(crate) fn advance(&mut self, n: usize) {
         debug_assert!(n <= self.len());
         self.start += n.min(self.len());
@@ -46,6 +51,7 @@ impl ReadBuffer {
     }
 
     /// Drops every unparsed byte.
+    #[inline]
     pub(crate) fn clear(&mut self) {
         self.start = 0;
         self.end = 0;
@@ -59,6 +65,7 @@ impl ReadBuffer {
     }
 
     /// True while the buffer is one lent by the context (or grown past it).
+    #[inline]
     pub(crate) fn is_lent(&self) -> bool {
         self.buf.len() >= READ_BUFFER_LEN
     }
@@ -84,6 +91,7 @@ impl ReadBuffer {
     }
 
     /// Makes `n` bytes read into [`spare`](ReadBuffer::spare) part of the unparsed bytes.
+    #[inline]
     pub(crate) fn commit(&mut self, n: usize) {
         debug_assert!(self.end + n <= self.buf.len());
         self.end = (self.end + n).min(self.buf.len());
