@@ -3,38 +3,47 @@
 //! A counting global allocator (this test binary only) counts the allocations made by the
 //! current thread. After a warm-up, an echo cycle (two writes and two reads) allocates
 //! nothing: a handler that captures a few handles is kept inline in its operation, and a
-//! write's buffers with it.
+//! write's buffers with it. It also counts the bytes allocated, for what a new context
+//! costs: its cross-thread queue allocates as tasks flow, not up front.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
 use bytes::Bytes;
-use rbeast::net::{FlatBuffer, IoContext, TcpAcceptor, TcpStream};
+use rbeast::net::{FlatBuffer, IoContext, TcpAcceptor, TcpStream, DEFAULT_POST_CAPACITY};
+use rbeast::Error;
 
 struct Counting;
 
 thread_local! {
     static ALLOCATIONS: Cell<usize> = const { Cell::new(0) };
+    static BYTES: Cell<usize> = const { Cell::new(0) };
+}
+
+/// Counts one allocation of `bytes` bytes on this thread.
+fn count(bytes: usize) {
+    let _ = ALLOCATIONS.try_with(|c| c.set(c.get() + 1));
+    let _ = BYTES.try_with(|c| c.set(c.get() + bytes));
 }
 
 // SAFETY: every call is forwarded to the system allocator unchanged; counting only touches
 // a const-initialised thread-local `Cell`, which never allocates.
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        let _ = ALLOCATIONS.try_with(|c| c.set(c.get() + 1));
+        count(layout.size());
         // SAFETY: same contract as ours.
         unsafe { System.alloc(layout) }
     }
 
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        let _ = ALLOCATIONS.try_with(|c| c.set(c.get() + 1));
+        count(layout.size());
         // SAFETY: same contract as ours.
         unsafe { System.alloc_zeroed(layout) }
     }
 
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        let _ = ALLOCATIONS.try_with(|c| c.set(c.get() + 1));
+        count(new_size.saturating_sub(layout.size()));
         // SAFETY: same contract as ours.
         unsafe { System.realloc(ptr, layout, new_size) }
     }
@@ -50,6 +59,10 @@ static GLOBAL: Counting = Counting;
 
 fn allocations() -> usize {
     ALLOCATIONS.with(|c| c.get())
+}
+
+fn bytes_allocated() -> usize {
+    BYTES.with(|c| c.get())
 }
 
 const MSG: Bytes =
@@ -200,4 +213,29 @@ fn websocket_frames_allocate_nothing_beyond_their_operations() {
         2.0,
         "{one_frame} allocations per echo with one frame, {many_frames} with 64"
     );
+}
+
+#[test]
+fn a_new_context_allocates_little_whatever_its_post_capacity() {
+    let before = bytes_allocated();
+    let ctx = IoContext::with_post_capacity(DEFAULT_POST_CAPACITY).unwrap();
+    let used = bytes_allocated() - before;
+    assert!(used < 64 * 1024, "a new context allocated {used} bytes");
+    drop(ctx);
+}
+
+#[test]
+fn the_post_capacity_still_bounds_the_queue() {
+    let ctx = IoContext::with_post_capacity(1000).unwrap();
+    let ex = ctx.executor();
+    for _ in 0..1000 {
+        ex.post(|| {}).unwrap();
+    }
+    assert_eq!(ex.post(|| {}), Err(Error::PostQueueFull));
+    assert_eq!(ctx.run(), 1000);
+    // Taking the tasks made room again.
+    for _ in 0..1000 {
+        ex.post(|| {}).unwrap();
+    }
+    assert_eq!(ctx.run(), 1000);
 }

@@ -546,15 +546,7 @@ impl FrameReader {
         self.msg_opcode = Some(opcode);
         self.msg_compressed = false;
         self.msg_size = len;
-        Some(FrameHeader {
-            fin: true,
-            rsv1: false,
-            rsv2: false,
-            rsv3: false,
-            opcode,
-            mask,
-            len,
-        })
+        Some(FrameHeader::new(true, opcode, len, mask))
     }
 
     /// Validates a complete header (`raw.len() == announced_len(raw[1])`) and advances the

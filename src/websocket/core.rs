@@ -76,6 +76,15 @@ impl Options {
     pub(crate) fn high_water(&self) -> usize {
         (self.write_buffer_bytes * 16).max(64 * 1024)
     }
+
+    /// The opcode of a new message: `binary` latched at its start (as Beast).
+    pub(crate) fn message_opcode(&self) -> Opcode {
+        if self.binary {
+            Opcode::Binary
+        } else {
+            Opcode::Text
+        }
+    }
 }
 
 /// An outstanding close (boxed: most streams never close this way).
@@ -416,17 +425,13 @@ impl<T: Transport> Core<T> {
                 op.complete(handle, Ok(()));
                 return true;
             }
-            if self.out.len() >= self.opts.high_water() {
+            if self.output_full() {
                 self.write_op = Some(op);
                 return progressed;
             }
             if !self.wr_cont {
                 // A new message: latch its settings (Beast latches them at message start).
-                self.wr_opcode = if self.opts.binary {
-                    Opcode::Binary
-                } else {
-                    Opcode::Text
-                };
+                self.wr_opcode = self.opts.message_opcode();
                 self.wr_auto_fragment = self.opts.auto_fragment;
             }
             let len = if self.wr_auto_fragment {
@@ -456,14 +461,12 @@ impl<T: Transport> Core<T> {
         if self.status != Status::Open
             || self.teardown.is_some()
             || self.flush_blocked
-            || self.out.len() >= self.opts.high_water()
+            || self.output_full()
         {
             return false;
         }
         self.advance_write(handle);
-        self.write_op.is_none()
-            && self.status == Status::Open
-            && self.out.len() < self.opts.high_water()
+        self.write_op.is_none() && self.status == Status::Open && !self.output_full()
     }
 
     /// Parses input for the read (or the close) in progress when that is all there is to
@@ -487,7 +490,7 @@ impl<T: Transport> Core<T> {
             return true;
         }
         self.advance_input(handle);
-        if !self.only_input_pending() || self.out.len() >= self.opts.high_water() {
+        if !self.only_input_pending() || self.output_full() {
             return false;
         }
         self.update_timer();
@@ -516,7 +519,7 @@ impl<T: Transport> Core<T> {
             || self.flush_blocked
             || self.write_op.is_some()
             || self.pmd.is_active()
-            || self.out.len() >= self.opts.high_water()
+            || self.output_full()
         {
             return None;
         }
@@ -524,12 +527,7 @@ impl<T: Transport> Core<T> {
         let (opcode, auto_fragment) = if self.wr_cont {
             (Opcode::Continuation, self.wr_auto_fragment)
         } else {
-            let opcode = if self.opts.binary {
-                Opcode::Binary
-            } else {
-                Opcode::Text
-            };
-            (opcode, self.opts.auto_fragment)
+            (self.opts.message_opcode(), self.opts.auto_fragment)
         };
         if auto_fragment && len > self.opts.write_buffer_bytes {
             return None;
@@ -566,7 +564,7 @@ impl<T: Transport> Core<T> {
     pub(crate) fn hold_output(&mut self) -> bool {
         let hold = self.read_done
             && !self.rd_buf.is_empty()
-            && self.out.len() < self.opts.high_water()
+            && !self.output_full()
             && self.holds < MAX_HOLDS;
         self.read_done = false;
         self.holds = if hold { self.holds + 1 } else { 0 };
@@ -1121,7 +1119,7 @@ impl<T: Transport> Core<T> {
             progressed |= self.advance_handshake(handle);
             progressed |= self.advance_write(handle);
             progressed |= self.start_deferred_close();
-            if self.out.len() >= self.opts.high_water() {
+            if self.output_full() {
                 progressed |= self.flush_now(handle);
             }
             progressed |= self.advance_input(handle);

@@ -240,11 +240,7 @@ impl<T: Transport> Core<T> {
         if !self.pmd.wr_in_msg {
             self.pmd.wr_in_msg = true;
             self.pmd.wr_first = true;
-            self.wr_opcode = if self.opts.binary {
-                Opcode::Binary
-            } else {
-                Opcode::Text
-            };
+            self.wr_opcode = self.opts.message_opcode();
         }
         let chunk = self.opts.write_buffer_bytes.max(MIN_DEFLATE_CHUNK);
         let mut progressed = false;
@@ -257,7 +253,7 @@ impl<T: Transport> Core<T> {
             if !op.fin && remaining == 0 {
                 break Ok(true);
             }
-            if self.out.len() >= self.opts.high_water() {
+            if self.output_full() {
                 break Ok(false);
             }
             let Some(deflater) = self.pmd.codec.as_mut().map(|c| &mut c.deflater) else {

@@ -27,7 +27,7 @@ impl<T: Transport> Core<T> {
             || self.wr_cont
             || self.pmd.writing_message()
             || self.pmd.would_compress(data.len())
-            || self.out.len() >= self.opts.high_water()
+            || self.output_full()
         {
             return Ok(false);
         }
