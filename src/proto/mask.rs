@@ -2,7 +2,8 @@
 //!
 //! [`apply_mask`] XORs a payload with its 4-byte key in place; masking and unmasking are the
 //! same operation. It works a 64-byte block at a time in safe code that the compiler turns
-//! into SIMD loads and XORs, and it can continue a frame across calls: pass the offset of the
+//! into SIMD loads and XORs (on x86-64, long payloads take the same loops compiled for AVX2
+//! when the processor has it, chosen at run time), and it can continue a frame across calls: pass the offset of the
 //! first byte within the frame payload and it returns the offset after the last one.
 //!
 //! [`mask_key`] draws a fresh non-zero key: from a ChaCha-based generator seeded from the
@@ -14,8 +15,13 @@ use rand::{RngCore, SeedableRng};
 use std::cell::RefCell;
 use std::mem::MaybeUninit;
 
-/// Bytes handled per step of the block loop: a multiple of 4 so the key keeps its phase.
-const BLOCK: usize = 64;
+/// Keys handled per step of the block loop (64 bytes): whole keys, so the key keeps its phase.
+const BLOCK: usize = 16;
+
+/// Payloads at least this long take the AVX2 loops where the processor has them; shorter
+/// ones finish in a step or two of the inlined loop, cheaper than the call.
+#[cfg(target_arch = "x86_64")]
+const WIDE_MIN: usize = 256;
 
 /// XORs `buf` in place with `key`, where `buf[0]` is byte number `offset` of the frame
 /// payload (only `offset % 4` matters). Returns `(offset + buf.len()) % 4`, the offset to
@@ -34,7 +40,7 @@ const BLOCK: usize = 64;
 /// apply_mask(b, key, next);
 /// assert_eq!(&data, b"Hello, world");
 /// ```
-#[inline]
+#[inline(always)]
 pub fn apply_mask(buf: &mut [u8], key: [u8; 4], offset: usize) -> usize {
     let phase = offset & 3;
     let next = (phase + buf.len()) & 3;
@@ -45,23 +51,91 @@ pub fn apply_mask(buf: &mut [u8], key: [u8; 4], offset: usize) -> usize {
         }
         return next;
     }
-    let pattern = [k; BLOCK / 4];
-    let pattern = pattern.as_flattened();
-    let mut blocks = buf.chunks_exact_mut(BLOCK);
-    for block in &mut blocks {
-        for (b, p) in block.iter_mut().zip(pattern.iter()) {
-            *b ^= *p;
-        }
+    #[cfg(target_arch = "x86_64")]
+    if buf.len() >= WIDE_MIN {
+        wide::xor_in_place_if_supported(buf, k);
+        return next;
     }
-    // The tail starts at a multiple of BLOCK, so the pattern is still in phase.
-    for (b, p) in blocks.into_remainder().iter_mut().zip(pattern.iter()) {
-        *b ^= *p;
-    }
+    xor_in_place::<BLOCK>(buf, k);
     next
 }
 
+/// XORs `buf` with the key `k` repeated, `W` keys (`4 * W` bytes) a step.
+#[inline(always)]
+fn xor_in_place<const W: usize>(buf: &mut [u8], k: [u8; 4]) {
+    let pattern = [k; W];
+    let pattern = pattern.as_flattened();
+    let mut blocks = buf.chunks_exact_mut(4 * W);
+    for block in &mut blocks {
+        for (b, p) in block.iter_mut().zip(pattern) {
+            *b ^= *p;
+        }
+    }
+    // The tail starts at a multiple of the step, so the pattern is still in phase.
+    for (b, p) in blocks.into_remainder().iter_mut().zip(pattern) {
+        *b ^= *p;
+    }
+}
+
+/// Writes `src` XORed with the key `k` repeated into `dst`, `W` keys (`4 * W` bytes) a step.
+#[inline(always)]
+fn xor_copy<const W: usize>(dst: &mut [MaybeUninit<u8>], src: &[u8], k: [u8; 4]) {
+    let pattern = [k; W];
+    let pattern = pattern.as_flattened();
+    let mut to = dst.chunks_exact_mut(4 * W);
+    let mut from = src.chunks_exact(4 * W);
+    for (d, s) in (&mut to).zip(&mut from) {
+        for ((d, s), p) in d.iter_mut().zip(s).zip(pattern) {
+            d.write(s ^ p);
+        }
+    }
+    // The tails start at a multiple of the step, so the pattern is still in phase.
+    for ((d, s), p) in to
+        .into_remainder()
+        .iter_mut()
+        .zip(from.remainder())
+        .zip(pattern)
+    {
+        d.write(s ^ p);
+    }
+}
+
+/// The same loops compiled for AVX2 (32-byte lanes, 128 bytes a step), chosen at run time.
+#[cfg(target_arch = "x86_64")]
+mod wide {
+    use std::mem::MaybeUninit;
+
+    /// Keys per step: 128 bytes, four AVX2 lanes.
+    const STEP: usize = 32;
+
+    /// Out of line: the caller, inlined where short payloads are common, stays small.
+    #[inline(never)]
+    pub(super) fn xor_in_place_if_supported(buf: &mut [u8], k: [u8; 4]) {
+        if std::is_x86_feature_detected!("avx2") {
+            // SAFETY: the processor supports AVX2, checked just above.
+            unsafe { xor_in_place(buf, k) }
+        } else {
+            super::xor_in_place::<{ super::BLOCK }>(buf, k)
+        }
+    }
+
+    /// # Safety
+    /// The processor must support AVX2.
+    #[target_feature(enable = "avx2")]
+    unsafe fn xor_in_place(buf: &mut [u8], k: [u8; 4]) {
+        super::xor_in_place::<STEP>(buf, k)
+    }
+
+    /// # Safety
+    /// The processor must support AVX2.
+    #[target_feature(enable = "avx2")]
+    pub(super) unsafe fn xor_copy(dst: &mut [MaybeUninit<u8>], src: &[u8], k: [u8; 4]) {
+        super::xor_copy::<STEP>(dst, src, k)
+    }
+}
+
 /// The key as seen from a byte at `phase` (0 to 3) within the payload.
-#[inline]
+#[inline(always)]
 fn in_phase(key: [u8; 4], phase: usize) -> [u8; 4] {
     [
         key[phase],
@@ -84,24 +158,13 @@ pub(crate) fn mask_copy(
     let phase = offset & 3;
     let next = (phase + src.len()) & 3;
     let k = in_phase(key, phase);
-    let pattern = [k; BLOCK / 4];
-    let pattern = pattern.as_flattened();
-    let mut to = dst.chunks_exact_mut(BLOCK);
-    let mut from = src.chunks_exact(BLOCK);
-    for (d, s) in (&mut to).zip(&mut from) {
-        for ((d, s), p) in d.iter_mut().zip(s).zip(pattern) {
-            d.write(s ^ p);
-        }
+    #[cfg(target_arch = "x86_64")]
+    if src.len() >= WIDE_MIN && std::is_x86_feature_detected!("avx2") {
+        // SAFETY: the processor supports AVX2, checked just above.
+        unsafe { wide::xor_copy(dst, src, k) };
+        return next;
     }
-    // The tails start at a multiple of BLOCK, so the pattern is still in phase.
-    for ((d, s), p) in to
-        .into_remainder()
-        .iter_mut()
-        .zip(from.remainder())
-        .zip(pattern)
-    {
-        d.write(s ^ p);
-    }
+    xor_copy::<BLOCK>(dst, src, k);
     next
 }
 
@@ -151,11 +214,12 @@ mod tests {
     #[test]
     fn matches_naive_reference() {
         let key = [0x37, 0xFA, 0x21, 0x3D];
-        let mut backing = [0u8; 300 + 16];
+        // Lengths past 256 take the wide loops where the processor has AVX2.
+        let mut backing = [0u8; 1100 + 16];
         for (i, b) in backing.iter_mut().enumerate() {
             *b = (i * 131 + 7) as u8;
         }
-        for len in 0..300 {
+        for len in (0..420).chain([1000, 1100]) {
             for offset in 0..8 {
                 for start in 0..16 {
                     let mut fast = backing;
@@ -176,8 +240,8 @@ mod tests {
     #[test]
     fn mask_copy_matches_apply_mask() {
         let key = [0x37, 0xFA, 0x21, 0x3D];
-        let src: Vec<u8> = (0..700u32).map(|i| (i * 131 + 7) as u8).collect();
-        for len in (0..300).chain([511, 512, 513, 700]) {
+        let src: Vec<u8> = (0..5000u32).map(|i| (i * 131 + 7) as u8).collect();
+        for len in (0..420).chain([511, 512, 513, 700, 4099, 5000]) {
             for offset in 0..4 {
                 let mut expected = src[..len].to_vec();
                 let want = apply_mask(&mut expected, key, offset);
