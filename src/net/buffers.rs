@@ -12,7 +12,7 @@ use std::collections::VecDeque;
 use bytes::{Buf, Bytes, BytesMut};
 
 /// The size of a lent read buffer: the most bytes asked of the transport per read.
-pub(crate) const READ_BUFFER_LEN: usize = 64 * 1024;
+pub(crate) const READ_BUFFER_LEN: usize = 128 * 1024;
 
 /// Free buffers kept per kind: enough for every connection served in one busy loop turn
 /// of a typical server, bounded so that a burst does not pin memory for good.
