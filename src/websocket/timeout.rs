@@ -72,9 +72,10 @@ pub(crate) struct Timers {
     pub(crate) settings: Timeout,
     pub(crate) timer: Option<InternalTimer>,
     phase: Phase,
-    /// The expiry in force: later than the timer's when the idle period restarted since it
-    /// was armed (the timer is moved only when it fires, see [`Core::arm_idle`]).
-    deadline: Option<Instant>,
+    /// When the current idle period started: later than when the timer was armed if the
+    /// period restarted since (the timer is moved only when it fires, see
+    /// [`Core::arm_idle`]).
+    idle_start: Option<Instant>,
     /// The timer is pending at an expiry set in the idle phase: no later than the end of an
     /// idle period starting now.
     idle_armed: bool,
@@ -82,6 +83,21 @@ pub(crate) struct Timers {
     activity: bool,
     /// The keep-alive ping of this idle period was sent.
     pinged: bool,
+}
+
+impl Timers {
+    /// The wait from the start of an idle period to the timer's first expiry in it: the idle
+    /// timeout, or half of it when keep-alive pings are on (the ping goes out then).
+    fn first_idle_wait(&self) -> Option<Duration> {
+        let settings = self.settings;
+        settings.idle_timeout.map(|idle| {
+            if settings.keep_alive_pings {
+                idle / 2
+            } else {
+                idle
+            }
+        })
+    }
 }
 
 impl<T: Transport> Core<T> {
@@ -115,33 +131,23 @@ impl<T: Transport> Core<T> {
     }
 
     /// Restarts the idle period (at each read and on each received ping, as Beast). A
-    /// period that ends later than the one the timer is armed for only moves the deadline:
-    /// the timer, when it fires, sees the later deadline and is armed again for it. So the
-    /// read of every message does not touch the context's timers.
+    /// period that ends later than the one the timer is armed for only notes when it
+    /// started: the timer, when it fires, computes the later deadline and is armed again for
+    /// it. So the read of every message does not touch the context's timers.
     pub(crate) fn arm_idle(&mut self) {
         if self.timers.phase != Phase::Idle {
             return;
         }
         self.timers.activity = false;
         self.timers.pinged = false;
-        let settings = self.timers.settings;
-        let first = settings.idle_timeout.map(|idle| {
-            if settings.keep_alive_pings {
-                idle / 2
-            } else {
-                idle
-            }
-        });
-        if let (Some(first), true, Some(timer)) =
-            (first, self.timers.idle_armed, &self.timers.timer)
-        {
-            self.timers.deadline = Some(timer.now() + first);
+        if let (true, Some(timer)) = (self.timers.idle_armed, &self.timers.timer) {
+            self.timers.idle_start = Some(timer.now());
             return;
         }
+        let first = self.timers.first_idle_wait();
         self.arm(first);
         self.timers.idle_armed = first.is_some();
     }
-
     /// Notes that bytes arrived.
     pub(crate) fn note_activity(&mut self) {
         self.timers.activity = true;
@@ -149,9 +155,9 @@ impl<T: Transport> Core<T> {
 
     fn arm(&mut self, after: Option<Duration>) {
         if let Some(timer) = &self.timers.timer {
-            let expiry = after.map(|d| timer.now() + d);
-            timer.arm(expiry);
-            self.timers.deadline = expiry;
+            let now = timer.now();
+            timer.arm(after.map(|d| now + d));
+            self.timers.idle_start = Some(now);
             self.timers.idle_armed = false;
         }
     }
@@ -160,9 +166,11 @@ impl<T: Transport> Core<T> {
     pub(crate) fn on_timer(&mut self, handle: &Handle) {
         // The timer is no longer armed.
         let idle_armed = std::mem::take(&mut self.timers.idle_armed);
-        if let (true, Some(deadline), Some(timer)) =
-            (idle_armed, self.timers.deadline, &self.timers.timer)
+        let wait = self.timers.first_idle_wait();
+        if let (true, Some(start), Some(wait), Some(timer)) =
+            (idle_armed, self.timers.idle_start, wait, &self.timers.timer)
         {
+            let deadline = start + wait;
             if deadline > timer.now() {
                 // The idle period restarted since the timer was armed: not expired yet.
                 timer.arm(Some(deadline));
