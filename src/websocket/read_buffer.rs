@@ -76,10 +76,12 @@ impl ReadBuffer {
         if !self.is_lent() {
             let mut lent = buffers.take_read();
             let len = self.len();
-            if len > lent.len() {
-                lent.resize(len, 0);
+            if len > 0 {
+                if len > lent.len() {
+                    lent.resize(len, 0);
+                }
+                lent[..len].copy_from_slice(self.data());
             }
-            lent[..len].copy_from_slice(self.data());
             self.buf = lent;
             self.start = 0;
             self.end = len;
@@ -103,7 +105,11 @@ impl ReadBuffer {
         if !self.is_lent() {
             return;
         }
-        let own = self.data().to_vec();
+        let own = if self.is_empty() {
+            Vec::new()
+        } else {
+            self.data().to_vec()
+        };
         self.end = own.len();
         self.start = 0;
         buffers.give_read(std::mem::replace(&mut self.buf, own));
