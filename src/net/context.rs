@@ -743,17 +743,16 @@ impl Inner {
     }
 
     fn run_flushes(&self) {
-        loop {
-            let mut flushes = std::mem::take(&mut *self.flushes_spare.borrow_mut());
-            std::mem::swap(&mut flushes, &mut *self.flushes.borrow_mut());
-            if flushes.is_empty() {
-                *self.flushes_spare.borrow_mut() = flushes;
-                return;
-            }
-            for target in flushes.drain(..) {
+        while !self.flushes.borrow().is_empty() {
+            // The batch is taken out (no borrow is held while streams flush, and flushes
+            // they schedule go to the next batch); the two vectors keep their capacity.
+            let mut batch = self.flushes_spare.replace(Vec::new());
+            std::mem::swap(&mut batch, &mut *self.flushes.borrow_mut());
+            for target in &batch {
                 target.flush();
             }
-            *self.flushes_spare.borrow_mut() = flushes;
+            batch.clear();
+            let _empty = self.flushes_spare.replace(batch);
         }
     }
 
