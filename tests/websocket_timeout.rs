@@ -134,6 +134,27 @@ fn with_a_read_pending_the_read_gets_the_timeout_and_the_close_is_aborted() {
     ctx.run();
 }
 
+/// Has `client` send `count` messages, one every `period`.
+fn send_ticks(ctx: &IoContext, client: Ws, period: Duration, count: u32) {
+    fn tick(timer: Rc<rbeast::net::SteadyTimer>, client: Ws, period: Duration, left: u32) {
+        if left == 0 {
+            return;
+        }
+        timer.expires_after(period);
+        let t = timer.clone();
+        timer.async_wait(move |_| {
+            client.async_write(&b"tick"[..], |_, _| {});
+            tick(t, client, period, left - 1);
+        });
+    }
+    tick(
+        Rc::new(rbeast::net::SteadyTimer::new(ctx)),
+        client,
+        period,
+        count,
+    );
+}
+
 #[test]
 fn data_keeps_a_connection_alive_without_pings() {
     let ctx = IoContext::new().unwrap();
@@ -143,19 +164,7 @@ fn data_keeps_a_connection_alive_without_pings() {
         ..Timeout::default()
     });
     // The client sends a message every 50 ms; the server echo-reads them.
-    let timer = Rc::new(rbeast::net::SteadyTimer::new(&ctx));
-    fn tick(timer: Rc<rbeast::net::SteadyTimer>, client: Ws, left: u32) {
-        if left == 0 {
-            return;
-        }
-        timer.expires_after(Duration::from_millis(50));
-        let t = timer.clone();
-        timer.async_wait(move |_| {
-            client.async_write(&b"tick"[..], |_, _| {});
-            tick(t, client, left - 1);
-        });
-    }
-    tick(timer, client.clone(), 12);
+    send_ticks(&ctx, client.clone(), Duration::from_millis(50), 12);
     let received = Rc::new(Cell::new(0));
     fn read_loop(server: Ws, received: Rc<Cell<u32>>, handle: rbeast::net::Handle) {
         let s = server.clone();
@@ -189,19 +198,7 @@ fn the_idle_bound_runs_from_the_last_read() {
     });
     // Four messages 60 ms apart: each read restarts the idle period, which ends 150 ms
     // after the last one, not 150 ms after the first read was started.
-    let timer = Rc::new(rbeast::net::SteadyTimer::new(&ctx));
-    fn tick(timer: Rc<rbeast::net::SteadyTimer>, client: Ws, left: u32) {
-        if left == 0 {
-            return;
-        }
-        timer.expires_after(Duration::from_millis(60));
-        let t = timer.clone();
-        timer.async_wait(move |_| {
-            client.async_write(&b"tick"[..], |_, _| {});
-            tick(t, client, left - 1);
-        });
-    }
-    tick(timer, client.clone(), 4);
+    send_ticks(&ctx, client.clone(), Duration::from_millis(60), 4);
     let last_read = Rc::new(Cell::new(None::<Instant>));
     let timed_out = Rc::new(Cell::new(None::<Instant>));
     fn read_loop(

@@ -3,8 +3,9 @@
 //! [`apply_mask`] XORs a payload with its 4-byte key in place; masking and unmasking are the
 //! same operation. It works a 64-byte block at a time in safe code that the compiler turns
 //! into SIMD loads and XORs (on x86-64, long payloads take the same loops compiled for AVX2
-//! when the processor has it, chosen at run time), and it can continue a frame across calls: pass the offset of the
-//! first byte within the frame payload and it returns the offset after the last one.
+//! when the processor has it, chosen at run time), and it can continue a frame across
+//! calls: pass the offset of the first byte within the frame payload and it returns the
+//! offset after the last one.
 //!
 //! [`mask_key`] draws a fresh non-zero key: from a ChaCha-based generator seeded from the
 //! operating system once per thread (Beast's default, `secure_prng(true)`), or from a fast
@@ -119,6 +120,15 @@ mod wide {
         }
     }
 
+    pub(super) fn xor_copy_if_supported(dst: &mut [MaybeUninit<u8>], src: &[u8], k: [u8; 4]) {
+        if std::is_x86_feature_detected!("avx2") {
+            // SAFETY: the processor supports AVX2, checked just above.
+            unsafe { xor_copy(dst, src, k) }
+        } else {
+            super::xor_copy::<{ super::BLOCK }>(dst, src, k)
+        }
+    }
+
     /// # Safety
     /// The processor must support AVX2.
     #[target_feature(enable = "avx2")]
@@ -129,7 +139,7 @@ mod wide {
     /// # Safety
     /// The processor must support AVX2.
     #[target_feature(enable = "avx2")]
-    pub(super) unsafe fn xor_copy(dst: &mut [MaybeUninit<u8>], src: &[u8], k: [u8; 4]) {
+    unsafe fn xor_copy(dst: &mut [MaybeUninit<u8>], src: &[u8], k: [u8; 4]) {
         super::xor_copy::<STEP>(dst, src, k)
     }
 }
@@ -159,9 +169,8 @@ pub(crate) fn mask_copy(
     let next = (phase + src.len()) & 3;
     let k = in_phase(key, phase);
     #[cfg(target_arch = "x86_64")]
-    if src.len() >= WIDE_MIN && std::is_x86_feature_detected!("avx2") {
-        // SAFETY: the processor supports AVX2, checked just above.
-        unsafe { wide::xor_copy(dst, src, k) };
+    if src.len() >= WIDE_MIN {
+        wide::xor_copy_if_supported(dst, src, k);
         return next;
     }
     xor_copy::<BLOCK>(dst, src, k);

@@ -144,10 +144,16 @@ impl<T: Transport> Core<T> {
             self.timers.idle_start = Some(timer.now());
             return;
         }
+        self.arm_idle_timer();
+    }
+
+    /// Arms the timer for the first expiry of an idle period starting now.
+    fn arm_idle_timer(&mut self) {
         let first = self.timers.first_idle_wait();
         self.arm(first);
         self.timers.idle_armed = first.is_some();
     }
+
     /// Notes that bytes arrived.
     pub(crate) fn note_activity(&mut self) {
         self.timers.activity = true;
@@ -190,8 +196,8 @@ impl<T: Transport> Core<T> {
                         self.emit_control(Opcode::Ping, b"");
                     }
                     self.timers.pinged = true;
-                    self.arm(settings.idle_timeout.map(|idle| idle / 2));
-                    self.timers.idle_armed = settings.idle_timeout.is_some();
+                    // With pings on, the first wait is half the idle timeout: the second half.
+                    self.arm_idle_timer();
                 } else {
                     self.time_out(handle);
                 }
