@@ -64,12 +64,16 @@ struct Outcome {
 
 /// Feeds `input` to a stream in `role`, ends the peer's side, and runs one whole read.
 fn read_once(role: Role, input: &[u8], setup: impl FnOnce(&Ws)) -> Outcome {
+    read_once_into(FlatBuffer::new(), role, input, setup)
+}
+
+/// As [`read_once`], reading into `buf`.
+fn read_once_into(buf: FlatBuffer, role: Role, input: &[u8], setup: impl FnOnce(&Ws)) -> Outcome {
     let ctx = IoContext::new().unwrap();
     let ws = lone(&ctx, role);
     setup(&ws);
     ws.next_layer().append(input);
     ws.next_layer().close_remote();
-    let buf = FlatBuffer::new();
     let got = Rc::new(RefCell::new(None));
     let g = got.clone();
     ws.async_read(&buf, move |r, _| *g.borrow_mut() = Some(r));
@@ -365,4 +369,80 @@ fn a_client_rejects_masked_frames_and_masks_its_close_reply() {
         u16::from_be_bytes([sent[6] ^ sent[2], sent[7] ^ sent[3]]),
         1000
     );
+}
+
+/// A message in one frame whose bytes are all buffered is delivered in one step; short and
+/// long payloads (unmasked in place, or while copied) arrive intact, text and binary.
+#[test]
+fn whole_one_frame_messages_arrive_intact() {
+    for len in [0usize, 1, 5, 125, 126, 511, 512, 513, 4000, 70_000] {
+        let text: String = "κόσμε-".chars().cycle().take(len).collect();
+        for (first, payload) in [(0x81, text.as_bytes().to_vec()), (0x82, common_bytes(len))] {
+            let mut input = masked(first, &payload);
+            input.extend(masked(0x88, &close_payload(1000, b"")));
+            let out = read_once(Role::Server, &input, |_| {});
+            assert_eq!(out.result, Ok(()), "length {len}");
+            assert_eq!(out.message, payload, "length {len}");
+            assert!(out.sent.is_empty());
+        }
+    }
+}
+
+fn common_bytes(len: usize) -> Vec<u8> {
+    (0..len).map(|i| (i * 7 + 3) as u8).collect()
+}
+
+/// 6.3.1: invalid UTF-8 in a text message that arrived whole in one frame fails it with
+/// 1007, and none of its bytes are left in the buffer (short and long payloads).
+#[test]
+fn invalid_utf8_in_a_whole_one_frame_message_is_1007_and_leaves_nothing() {
+    for len in [4usize, 100, 600, 5000] {
+        let mut payload = vec![b'a'; len];
+        payload[len / 2] = 0xC0; // never valid
+        let buf = FlatBuffer::new();
+        buf.extend_from_slice(b"kept").unwrap();
+        let out = read_once_into(buf, Role::Server, &masked(0x81, &payload), |_| {});
+        assert_eq!(out.result, Err(Error::BadFramePayload), "length {len}");
+        assert_eq!(close_code_sent(&out.sent), Some(1007));
+        assert_eq!(
+            out.message, b"kept",
+            "what was in the buffer stays, nothing more"
+        );
+    }
+}
+
+/// A message in one frame that would grow the buffer past its bound fails the stream with
+/// `BufferOverflow` and no close frame (Beast), whether short or long.
+#[test]
+fn a_whole_one_frame_message_past_the_buffer_bound_overflows() {
+    for len in [20usize, 700] {
+        let buf = FlatBuffer::with_max_size(len - 1);
+        let out = read_once_into(buf, Role::Server, &masked(0x82, &vec![1; len]), |_| {});
+        assert_eq!(out.result, Err(Error::BufferOverflow), "length {len}");
+        assert!(out.sent.is_empty(), "no close frame");
+        assert!(out.message.is_empty());
+    }
+}
+
+/// `async_read_some` with a limit below the frame's length takes a buffered whole frame in
+/// pieces, and the message is done only after the last one.
+#[test]
+fn read_some_takes_a_buffered_whole_frame_in_pieces() {
+    let ctx = IoContext::new().unwrap();
+    let ws = lone(&ctx, Role::Server);
+    ws.next_layer().append(&masked(0x81, b"0123456789"));
+    let buf = FlatBuffer::new();
+    let sizes = Rc::new(RefCell::new(Vec::new()));
+    for _ in 0..3 {
+        let (s, w) = (sizes.clone(), ws.clone());
+        ws.async_read_some(&buf, 4, move |r, n| {
+            s.borrow_mut().push((r, n, w.is_message_done()));
+        });
+        ctx.run();
+    }
+    assert_eq!(
+        *sizes.borrow(),
+        vec![(Ok(()), 4, false), (Ok(()), 4, false), (Ok(()), 2, true)]
+    );
+    assert_eq!(&*buf.data(), b"0123456789");
 }

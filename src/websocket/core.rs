@@ -31,7 +31,7 @@ use crate::{Error, Role};
 /// Unmasked payloads at least this long are queued without copying.
 const ZERO_COPY_MIN: usize = 1024;
 /// Payloads at least this long are unmasked while being copied to the caller's buffer.
-const MASK_COPY_MIN: usize = 512;
+pub(crate) const MASK_COPY_MIN: usize = 512;
 /// Turns in a row the output may be held back while buffered messages are answered.
 const MAX_HOLDS: u32 = 64;
 /// Rounds of the engine per event, so that one busy peer cannot starve the others.
@@ -734,6 +734,9 @@ impl<T: Transport> Core<T> {
                 apply_mask(&mut payload[..n], key, 0);
             }
             return self.on_control(handle, consumer, header.opcode, &payload[..n]);
+        }
+        if let Some(step) = self.deliver_whole_message(handle, consumer, &header, header_len) {
+            return step;
         }
         self.rd_buf.advance(header_len);
         if header.opcode != Opcode::Continuation {

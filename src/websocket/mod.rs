@@ -13,6 +13,7 @@ mod output;
 mod read_buffer;
 mod stream;
 mod timeout;
+mod whole_message;
 mod write_queue;
 
 pub use stream::Stream;

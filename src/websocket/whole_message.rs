@@ -1,0 +1,86 @@
+//! A short message that arrived whole, delivered in one step.
+//!
+//! Most messages are a single frame that arrives in one read. For such a frame the
+//! general path of the read engine (start the frame, deliver its payload, end the frame and
+//! the message) would take three steps and keep the frame's state in between; this does the
+//! same work in one step with the same outcome, errors included.
+
+use super::core::{Consumer, Core, Status, Step, MASK_COPY_MIN};
+use crate::net::{Handle, Transport};
+use crate::proto::frame::{FrameHeader, Opcode};
+use crate::proto::mask::{apply_mask, mask_copy};
+use crate::proto::utf8;
+
+impl<T: Transport> Core<T> {
+    /// Delivers the data frame `header` (its `header_len` bytes still at the front of the
+    /// read buffer) to the read operation when the frame is a whole uncompressed message
+    /// with all its payload buffered, and the read takes all of it. `None` (nothing consumed) when the general path must handle the frame.
+    pub(crate) fn deliver_whole_message(
+        &mut self,
+        handle: &Handle,
+        consumer: Consumer,
+        header: &FrameHeader,
+        header_len: usize,
+    ) -> Option<Step> {
+        let len = header.len as usize;
+        if consumer != Consumer::Read
+            || !header.fin
+            || header.rsv1
+            || !matches!(header.opcode, Opcode::Text | Opcode::Binary)
+            || self.rd_buf.len() - header_len < len
+        {
+            return None;
+        }
+        let op = self.read_op.as_ref()?;
+        if op.limit - op.n < len {
+            return None;
+        }
+        self.rd_buf.advance(header_len);
+        self.rd_text = header.opcode == Opcode::Text;
+        self.pmd_frame_start(header);
+        let op = self.read_op.as_mut()?;
+        let payload = &mut self.rd_buf.data_mut()[..len];
+        let appended = match header.mask {
+            // Long payloads are unmasked while copied: one pass over them.
+            Some(key) if len >= MASK_COPY_MIN => {
+                let src = &*payload;
+                // SAFETY: `mask_copy` writes every byte of the slice it is given, and the
+                // closure reports exactly that many.
+                let copied = unsafe {
+                    op.buffer.append_uninit(len, |dst| {
+                        mask_copy(dst, src, key, 0);
+                        Ok(len)
+                    })
+                };
+                copied.map(|_| ())
+            }
+            Some(key) => {
+                apply_mask(payload, key, 0);
+                op.buffer.extend_from_slice(payload)
+            }
+            None => op.buffer.extend_from_slice(payload),
+        };
+        if let Err(e) = appended {
+            // Beast: the dynamic buffer overflowed; the stream is failed, no close frame.
+            self.rd_done = false;
+            let err = self.deliver(e);
+            self.status = Status::Failed;
+            self.complete_read(handle, Err(err));
+            return Some(Step::Finished);
+        }
+        if self.rd_text {
+            let checked = utf8::validate(&op.buffer.last_mut(len));
+            if let Err(e) = checked {
+                op.buffer.drop_last(len);
+                self.rd_done = false;
+                self.fail_protocol(consumer, e);
+                return Some(Step::Finished);
+            }
+        }
+        op.n += len;
+        self.rd_buf.advance(len);
+        self.rd_done = true;
+        self.complete_read(handle, Ok(()));
+        Some(Step::Finished)
+    }
+}
