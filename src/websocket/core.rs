@@ -378,7 +378,8 @@ impl<T: Transport> Core<T> {
         self.out.take_stage(self.transport.handle().buffers());
         let mut raw = [0u8; crate::proto::frame::MAX_HEADER_LEN];
         let n = header.encode(&mut raw);
-        self.out.push_copy(&raw[..n]);
+        let staged = if mask.is_none() && len >= ZERO_COPY_MIN { 0 } else { len };
+        self.out.push_header(&raw, n, staged);
         match mask {
             Some(key) => {
                 let copy = self.out.push_from_buf(data, len);

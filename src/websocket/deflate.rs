@@ -319,7 +319,7 @@ impl<T: Transport> Core<T> {
         self.out.take_stage(self.transport.handle().buffers());
         let mut raw = [0u8; MAX_HEADER_LEN];
         let n = header.encode(&mut raw);
-        self.out.push_copy(&raw[..n]);
+        self.out.push_header(&raw, n, payload.len());
         if let Some(key) = mask {
             apply_mask(payload, key, 0);
         }

@@ -7,6 +7,7 @@ use bytes::{Buf, Bytes};
 
 use crate::net::buffers::{Buffers, OutputBufs};
 use crate::net::Transport;
+use crate::proto::frame::MAX_HEADER_LEN;
 
 /// The most buffers gathered into one vectored write.
 const MAX_IOVECS: usize = 64;
@@ -48,6 +49,24 @@ impl Output {
     pub(crate) fn push_copy(&mut self, bytes: &[u8]) {
         self.bufs().stage.extend_from_slice(bytes);
         self.queued += bytes.len();
+    }
+
+    /// Appends a frame header, the first `n` bytes of `raw`, and reserves room for `payload`
+    /// bytes to be staged after it (one reservation for the frame).
+    pub(crate) fn push_header(&mut self, raw: &[u8; MAX_HEADER_LEN], n: usize, payload: usize) {
+        debug_assert!(n <= MAX_HEADER_LEN);
+        self.queued += n;
+        let stage = &mut self.bufs().stage;
+        stage.reserve(MAX_HEADER_LEN + payload);
+        let len = stage.len();
+        // SAFETY: room for all of `raw` was reserved just above, so the unaligned write of
+        // `MAX_HEADER_LEN` bytes stays inside the allocation; only the `n` bytes written
+        // first become part of the stage.
+        unsafe {
+            let spare = stage.spare_capacity_mut().as_mut_ptr();
+            spare.cast::<[u8; MAX_HEADER_LEN]>().write_unaligned(*raw);
+            stage.set_len(len + n);
+        }
     }
 
     /// Appends `len` bytes taken from `data`, copied, and returns the copy for in-place
@@ -156,6 +175,27 @@ mod tests {
         assert!(out.flush(&mut a).unwrap());
         assert!(out.is_empty());
         assert_eq!(b.str(), "hdr1-payload-one-hdr2tail");
+    }
+
+    #[test]
+    fn a_header_stages_only_its_own_bytes() {
+        let ctx = IoContext::new().unwrap();
+        let (mut a, b) = Stream::pair(&ctx);
+        let mut out = Output::default();
+        for n in [2usize, 4, 8, 10, 14] {
+            let mut raw = [b'#'; MAX_HEADER_LEN];
+            raw[..n].fill(b'0' + n as u8 % 10);
+            out.push_header(&raw, n, 3);
+            let mut data = &b"abc"[..];
+            out.push_from_buf(&mut data, 3);
+        }
+        out.push_header(&[b'!'; MAX_HEADER_LEN], 2, 0);
+        assert_eq!(out.len(), 38 + 15 + 2);
+        assert!(out.flush(&mut a).unwrap());
+        assert_eq!(
+            b.str(),
+            "22abc4444abc88888888abc0000000000abc44444444444444abc!!"
+        );
     }
 
     #[test]
