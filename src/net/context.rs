@@ -572,6 +572,7 @@ impl<T: Send + 'static> RemoteCompletion<T> {
 }
 
 impl Inner {
+    #[inline]
     fn push(&self, item: Ready) {
         if self.shut_down.get() {
             // After shutdown nothing runs: the handler is dropped (outside any borrow).
@@ -726,6 +727,9 @@ impl Inner {
     }
 
     fn deliver_signals(&self) -> bool {
+        if self.signals.borrow().is_empty() {
+            return false;
+        }
         let mut delivered = false;
         loop {
             let mut signals = std::mem::take(&mut *self.signals_spare.borrow_mut());
@@ -744,15 +748,21 @@ impl Inner {
 
     fn run_flushes(&self) {
         while !self.flushes.borrow().is_empty() {
-            // The batch is taken out (no borrow is held while streams flush, and flushes
-            // they schedule go to the next batch); the two vectors keep their capacity.
-            let mut batch = self.flushes_spare.replace(Vec::new());
-            std::mem::swap(&mut batch, &mut *self.flushes.borrow_mut());
+            // The batch moves to the spare vector and is run from there (no borrow is held
+            // while streams flush, and flushes they schedule go to the next batch); the two
+            // vectors keep their capacity.
+            self.flushes.swap(&self.flushes_spare);
+            let batch = self.flushes_spare.take();
             for target in &batch {
                 target.flush();
             }
+            let mut batch = batch;
             batch.clear();
-            let _empty = self.flushes_spare.replace(batch);
+            let left = self.flushes_spare.replace(batch);
+            if left.capacity() == 0 {
+                // The empty vector `take` left owns nothing: skip the generic drop.
+                std::mem::forget(left);
+            }
         }
     }
 
