@@ -9,6 +9,10 @@ use bytes::{Buf, Bytes, BytesMut};
 
 use crate::Error;
 
+/// The least room a buffer grows by: small messages then reuse one allocation for several
+/// reads, as Beast's default read size (512 bytes) does, instead of reclaiming it each time.
+const MIN_GROWTH: usize = 512;
+
 struct Inner {
     /// `buf[..readable]` is the readable data; `buf[readable..]` is initialised spare room
     /// handed out by `prepare`, kept so that repeated reads do not re-zero it.
@@ -50,6 +54,17 @@ impl std::fmt::Debug for FlatBuffer {
             .field("size", &self.size())
             .field("max_size", &self.max_size())
             .finish()
+    }
+}
+
+impl Inner {
+    /// Drops the prepared room and ensures room for `n` more readable bytes.
+    #[inline]
+    fn make_room(&mut self, n: usize) {
+        self.buf.truncate(self.readable);
+        if self.buf.capacity() - self.readable < n {
+            self.buf.reserve(n.max(MIN_GROWTH));
+        }
     }
 }
 
@@ -136,9 +151,7 @@ impl FlatBuffer {
         if n > i.max_size - i.readable {
             return Err(Error::BufferOverflow);
         }
-        let readable = i.readable;
-        i.buf.truncate(readable);
-        i.buf.reserve(n);
+        i.make_room(n);
         Ok(())
     }
 
@@ -264,8 +277,7 @@ impl FlatBuffer {
         if bytes.len() > i.max_size - i.readable {
             return Err(Error::BufferOverflow);
         }
-        let readable = i.readable;
-        i.buf.truncate(readable);
+        i.make_room(bytes.len());
         i.buf.extend_from_slice(bytes);
         i.readable += bytes.len();
         Ok(())
@@ -336,6 +348,22 @@ mod tests {
         b.prepare(2).unwrap().copy_from_slice(b"ab");
         b.commit(100);
         assert_eq!(&*b.data(), b"ab");
+    }
+
+    #[test]
+    fn small_messages_taken_one_by_one_share_one_allocation() {
+        let b = FlatBuffer::new();
+        b.extend_from_slice(&[1; 64]).unwrap();
+        assert!(b.capacity() >= MIN_GROWTH);
+        let first = b.take();
+        let base = first.as_ptr();
+        drop(first);
+        for i in 1..MIN_GROWTH / 64 {
+            b.extend_from_slice(&[i as u8; 64]).unwrap();
+            let m = b.take();
+            assert_eq!(m.as_ptr(), base.wrapping_add(64 * i), "message {i}");
+            assert_eq!(&m[..], &[i as u8; 64]);
+        }
     }
 
     #[test]
