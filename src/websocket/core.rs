@@ -378,7 +378,11 @@ impl<T: Transport> Core<T> {
         self.out.take_stage(self.transport.handle().buffers());
         let mut raw = [0u8; crate::proto::frame::MAX_HEADER_LEN];
         let n = header.encode(&mut raw);
-        let staged = if mask.is_none() && len >= ZERO_COPY_MIN { 0 } else { len };
+        let staged = if mask.is_none() && len >= ZERO_COPY_MIN {
+            0
+        } else {
+            len
+        };
         self.out.push_header(&raw, n, staged);
         match mask {
             Some(key) => {
