@@ -752,11 +752,10 @@ impl Inner {
             // while streams flush, and flushes they schedule go to the next batch); the two
             // vectors keep their capacity.
             self.flushes.swap(&self.flushes_spare);
-            let batch = self.flushes_spare.take();
+            let mut batch = self.flushes_spare.take();
             for target in &batch {
                 target.flush();
             }
-            let mut batch = batch;
             batch.clear();
             let left = self.flushes_spare.replace(batch);
             if left.capacity() == 0 {

@@ -1,4 +1,4 @@
-//! A short message that arrived whole, delivered in one step.
+//! A message that arrived whole in one frame, delivered in one step.
 //!
 //! Most messages are a single frame that arrives in one read. For such a frame the
 //! general path of the read engine (start the frame, deliver its payload, end the frame and
@@ -14,7 +14,8 @@ use crate::proto::utf8;
 impl<T: Transport> Core<T> {
     /// Delivers the data frame `header` (its `header_len` bytes still at the front of the
     /// read buffer) to the read operation when the frame is a whole uncompressed message
-    /// with all its payload buffered, and the read takes all of it. `None` (nothing consumed) when the general path must handle the frame.
+    /// with all its payload buffered, and the read takes all of it. `None` (nothing
+    /// consumed) when the general path must handle the frame.
     pub(crate) fn deliver_whole_message(
         &mut self,
         handle: &Handle,
@@ -22,7 +23,7 @@ impl<T: Transport> Core<T> {
         header: &FrameHeader,
         header_len: usize,
     ) -> Option<Step> {
-        let len = header.len as usize;
+        let len = usize::try_from(header.len).ok()?;
         if consumer != Consumer::Read
             || !header.fin
             || header.rsv1
@@ -31,14 +32,14 @@ impl<T: Transport> Core<T> {
         {
             return None;
         }
-        let op = self.read_op.as_ref()?;
+        // What the general path would set first too (so nothing is lost by returning).
+        self.rd_text = header.opcode == Opcode::Text;
+        self.pmd_frame_start(header);
+        let op = self.read_op.as_mut()?;
         if op.limit - op.n < len {
             return None;
         }
         self.rd_buf.advance(header_len);
-        self.rd_text = header.opcode == Opcode::Text;
-        self.pmd_frame_start(header);
-        let op = self.read_op.as_mut()?;
         let payload = &mut self.rd_buf.data_mut()[..len];
         let appended = match header.mask {
             // Long payloads are unmasked while copied: one pass over them.
