@@ -1,7 +1,6 @@
 //! `IoContext`: the reactor and its run loop (asio's `io_context`).
 
 use std::cell::{Cell, RefCell};
-use std::collections::VecDeque;
 use std::io;
 use std::rc::{Rc, Weak};
 use std::sync::atomic::Ordering;
@@ -13,6 +12,7 @@ use slab::Slab;
 use super::buffers::Buffers;
 use super::executor::{Executor, Remote, Task};
 use super::readiness::Readiness;
+use super::ready_queue::ReadyQueue;
 use super::timer_queue::TimerQueue;
 use crate::Error;
 
@@ -23,7 +23,7 @@ const WAKER_TOKEN: mio::Token = mio::Token(usize::MAX);
 const EVENTS_PER_POLL: usize = 1024;
 
 /// Rounds of ready handlers (each round the handlers the previous one queued) per loop turn.
-const BATCHES_PER_TURN: usize = 4;
+const BATCHES_PER_TURN: usize = 16;
 
 /// Cross-thread tasks run per loop turn, so that a flood from other threads cannot starve
 /// local I/O.
@@ -43,16 +43,6 @@ pub(crate) enum Ready {
     Fn(Box<dyn FnOnce()>),
     Io(IoHandler, Result<(), Error>, usize),
     Wait(WaitHandler, Result<(), Error>),
-}
-
-impl Ready {
-    fn run(self) {
-        match self {
-            Ready::Fn(f) => f(),
-            Ready::Io(h, r, n) => h.call(r, n),
-            Ready::Wait(h, r) => h(r),
-        }
-    }
 }
 
 /// An object registered with the reactor: readiness events for its token are delivered to it,
@@ -99,7 +89,7 @@ pub(crate) trait Flush {
 pub(crate) struct Inner {
     poll: RefCell<mio::Poll>,
     registry: mio::Registry,
-    ready: RefCell<VecDeque<Ready>>,
+    ready: RefCell<ReadyQueue>,
     objects: RefCell<Slab<Registration>>,
     next_generation: Cell<u32>,
     signals: RefCell<Vec<(IoToken, Readiness)>>,
@@ -196,7 +186,7 @@ impl IoContext {
         let inner = Inner {
             poll: RefCell::new(poll),
             registry,
-            ready: RefCell::new(VecDeque::with_capacity(64)),
+            ready: RefCell::new(ReadyQueue::with_capacity(64)),
             objects: RefCell::new(Slab::new()),
             next_generation: Cell::new(1),
             signals: RefCell::new(Vec::new()),
@@ -579,7 +569,10 @@ impl Inner {
             drop(item);
             return;
         }
-        self.ready.borrow_mut().push_back(item);
+        let slot = self.ready.borrow_mut().push_slot();
+        // SAFETY: the slot is the queue's new last one, empty; nothing uses the queue
+        // between its reservation and this write.
+        unsafe { slot.write(item) };
     }
 
     fn has_work(&self) -> bool {
@@ -627,14 +620,10 @@ impl Inner {
                     if count == limit || self.is_stopped() {
                         return count;
                     }
-                    let item = self.ready.borrow_mut().pop_front();
-                    match item {
-                        Some(item) => {
-                            item.run();
-                            count += 1;
-                        }
-                        None => break,
+                    if !ReadyQueue::pop_and_run(&self.ready) {
+                        break;
                     }
+                    count += 1;
                 }
             }
             self.run_flushes();

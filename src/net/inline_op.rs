@@ -154,6 +154,16 @@ impl InlineOp {
         unsafe { (me.vtable.complete)(&mut me.storage, result, n) }
     }
 
+    /// # Safety
+    /// `this` points to a valid operation that nothing uses or drops after this call: the
+    /// operation is moved out of its storage before anything else runs, after which the
+    /// memory may be reused.
+    unsafe fn complete_in_place(this: *mut InlineOp, result: Result<(), Error>, n: usize) {
+        // SAFETY: per the contract, the storage holds the type the vtable was made for, and
+        // the value `complete` moves out is not dropped again.
+        unsafe { ((*this).vtable.complete)(&raw mut (*this).storage, result, n) }
+    }
+
     fn data(&mut self) -> Option<&mut (dyn Buf + 'static)> {
         // SAFETY: the storage holds the type the vtable was made for; the pointer it returns
         // points into it, borrowed mutably through `self` for the lifetime of the result.
@@ -180,6 +190,17 @@ impl IoHandler {
     /// Runs the handler (and drops what it was kept with first, for a write job).
     pub(crate) fn call(self, result: Result<(), Error>, n: usize) {
         self.0.complete(result, n)
+    }
+
+    /// Runs the handler where it lies, without moving the whole handler out first.
+    ///
+    /// # Safety
+    /// `this` points to a valid handler that nothing uses or drops after this call; its
+    /// memory may be reused once the handler has started (the handler is moved out of it
+    /// before any of its code runs).
+    pub(crate) unsafe fn call_in_place(this: *mut IoHandler, result: Result<(), Error>, n: usize) {
+        // SAFETY: per the contract.
+        unsafe { InlineOp::complete_in_place(&raw mut (*this).0, result, n) }
     }
 }
 

@@ -12,6 +12,7 @@ mod flat_buffer;
 mod inline_op;
 mod pool;
 mod readiness;
+mod ready_queue;
 mod resolver;
 pub(crate) mod stream_core;
 mod tcp_acceptor;
