@@ -378,6 +378,16 @@ impl<T: Transport> Core<T> {
         self.out.take_stage(self.transport.handle().buffers());
         let mut raw = [0u8; crate::proto::frame::MAX_HEADER_LEN];
         let n = header.encode(&mut raw);
+        if mask.is_none() && len < ZERO_COPY_MIN {
+            // The common small unmasked frame: header and payload staged together when the
+            // payload is contiguous in the caller's buffers.
+            let chunk = data.chunk();
+            if chunk.len() >= len {
+                self.out.push_frame(&raw, n, &chunk[..len]);
+                data.advance(len);
+                return;
+            }
+        }
         let staged = if mask.is_none() && len >= ZERO_COPY_MIN {
             0
         } else {

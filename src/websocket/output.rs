@@ -69,6 +69,25 @@ impl Output {
         }
     }
 
+    /// Appends a whole frame: its header, the first `n` bytes of `raw`, and a copy of its
+    /// payload (one reservation and one length update for both).
+    pub(crate) fn push_frame(&mut self, raw: &[u8; MAX_HEADER_LEN], n: usize, payload: &[u8]) {
+        debug_assert!(n <= MAX_HEADER_LEN);
+        self.queued += n + payload.len();
+        let stage = &mut self.bufs().stage;
+        stage.reserve(MAX_HEADER_LEN + payload.len());
+        let len = stage.len();
+        // SAFETY: room for all of `raw` and the payload after it was reserved just above;
+        // the header's `n` bytes and the payload are written before the length covers them,
+        // and the payload (the caller's buffers) cannot overlap the stage's spare room.
+        unsafe {
+            let spare = stage.spare_capacity_mut().as_mut_ptr().cast::<u8>();
+            spare.cast::<[u8; MAX_HEADER_LEN]>().write_unaligned(*raw);
+            std::ptr::copy_nonoverlapping(payload.as_ptr(), spare.add(n), payload.len());
+            stage.set_len(len + n + payload.len());
+        }
+    }
+
     /// Appends `len` bytes taken from `data`, copied, and returns the copy for in-place
     /// transformation (masking).
     pub(crate) fn push_from_buf(&mut self, data: &mut dyn Buf, len: usize) -> &mut [u8] {
@@ -196,6 +215,30 @@ mod tests {
             b.str(),
             "22abc4444abc88888888abc0000000000abc44444444444444abc!!"
         );
+    }
+
+    #[test]
+    fn a_whole_frame_stages_its_header_bytes_then_its_payload() {
+        let ctx = IoContext::new().unwrap();
+        let (mut a, b) = Stream::pair(&ctx);
+        let mut out = Output::default();
+        out.push_copy(b"<");
+        for n in [2usize, 4, 10, 14] {
+            let mut raw = [b'#'; MAX_HEADER_LEN];
+            raw[..n].fill(b'0' + n as u8 % 10);
+            out.push_frame(&raw, n, b"xy");
+        }
+        out.push_frame(&[b'!'; MAX_HEADER_LEN], 2, b"");
+        // A payload larger than the stage's first allocation grows it once.
+        let big = vec![b'z'; 5000];
+        out.push_frame(&[b'9'; MAX_HEADER_LEN], 4, &big);
+        assert_eq!(out.len(), 1 + 30 + 8 + 2 + 4 + 5000);
+        assert!(out.flush(&mut a).unwrap());
+        let expected = format!(
+            "<22xy4444xy0000000000xy44444444444444xy!!9999{}",
+            "z".repeat(5000)
+        );
+        assert_eq!(b.str(), expected);
     }
 
     #[test]
