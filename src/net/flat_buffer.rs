@@ -272,6 +272,7 @@ impl FlatBuffer {
     /// b.extend_from_slice(b"abc").unwrap();
     /// assert_eq!(b.size(), 3);
     /// ```
+    #[inline]
     pub fn extend_from_slice(&self, bytes: &[u8]) -> Result<(), Error> {
         let mut i = self.inner.borrow_mut();
         if bytes.len() > i.max_size - i.readable {
@@ -292,6 +293,7 @@ impl FlatBuffer {
     /// assert_eq!(&m[..], b"msg");
     /// assert_eq!(b.size(), 0);
     /// ```
+    #[inline]
     pub fn take(&self) -> Bytes {
         let mut i = self.inner.borrow_mut();
         let n = i.readable;

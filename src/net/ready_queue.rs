@@ -1,7 +1,8 @@
 //! The context's FIFO of ready handlers: a ring of slots whose capacity is a power of two.
 //!
 //! It does what `VecDeque` would, with less work per handler: the slot of the next push or
-//! pop is found with a mask instead of a compare and a subtraction.
+//! pop is found with a mask, a handler is written straight into its slot (no copy of the
+//! record on the way), and it is run from its slot (only its result is copied out).
 
 use std::cell::RefCell;
 use std::mem::MaybeUninit;

@@ -102,7 +102,17 @@ impl Timers {
 
 impl<T: Transport> Core<T> {
     /// Arms the timer for the phase the stream's status calls for (Beast's `update_timer`).
+    /// An open stream whose idle phase is armed already, the case of every read, returns
+    /// at once.
+    #[inline]
     pub(crate) fn update_timer(&mut self) {
+        if self.status == Status::Open && self.timers.phase == Phase::Idle {
+            return;
+        }
+        self.update_timer_phase();
+    }
+
+    fn update_timer_phase(&mut self) {
         let phase = match self.status {
             Status::Handshake if self.hs_op.is_some() => Phase::Handshake,
             Status::Handshake => Phase::Off,
@@ -134,6 +144,7 @@ impl<T: Transport> Core<T> {
     /// period that ends later than the one the timer is armed for only notes when it
     /// started: the timer, when it fires, computes the later deadline and is armed again for
     /// it. So the read of every message does not touch the context's timers.
+    #[inline]
     pub(crate) fn arm_idle(&mut self) {
         if self.timers.phase != Phase::Idle {
             return;
