@@ -47,17 +47,24 @@ impl ReadyQueue {
         self.slots[index].as_mut_ptr()
     }
 
-    /// Takes the oldest handler out.
-    pub(crate) fn pop(&mut self) -> Option<Ready> {
+    /// Uncounts the oldest handler and returns its slot, whose handler the caller now owns
+    /// and must move out before the queue is pushed to again.
+    #[inline]
+    fn pop_slot(&mut self) -> Option<*mut Ready> {
         if self.len == 0 {
             return None;
         }
         let index = self.head;
         self.head = (index + 1) & (self.slots.len() - 1);
         self.len -= 1;
-        // SAFETY: the slot at `head` holds a handler (the queue was not empty); moving the
-        // head past it hands its ownership to the caller, so it is read exactly once.
-        Some(unsafe { self.slots[index].assume_init_read() })
+        Some(self.slots[index].as_mut_ptr())
+    }
+
+    /// Takes the oldest handler out.
+    fn pop(&mut self) -> Option<Ready> {
+        // SAFETY: the slot held a handler and is no longer part of the queue, so it is read
+        // exactly once, here.
+        self.pop_slot().map(|slot| unsafe { slot.read() })
     }
 
     /// Takes the oldest handler out of `queue` and runs it; false when the queue is empty.
@@ -67,15 +74,8 @@ impl ReadyQueue {
     /// is not borrowed while the handler runs.
     #[inline]
     pub(crate) fn pop_and_run(queue: &RefCell<ReadyQueue>) -> bool {
-        let slot = {
-            let mut queue = queue.borrow_mut();
-            if queue.len == 0 {
-                return false;
-            }
-            let index = queue.head;
-            queue.head = (index + 1) & (queue.slots.len() - 1);
-            queue.len -= 1;
-            queue.slots[index].as_mut_ptr()
+        let Some(slot) = queue.borrow_mut().pop_slot() else {
+            return false;
         };
         // SAFETY: the slot held the oldest handler and is no longer part of the queue, so
         // this is its only owner. Nothing can push (and so reuse or reallocate the slot)

@@ -54,32 +54,28 @@ impl Output {
     /// Appends a frame header, the first `n` bytes of `raw`, and reserves room for `payload`
     /// bytes to be staged after it (one reservation for the frame).
     pub(crate) fn push_header(&mut self, raw: &[u8; MAX_HEADER_LEN], n: usize, payload: usize) {
-        debug_assert!(n <= MAX_HEADER_LEN);
-        self.queued += n;
-        let stage = &mut self.bufs().stage;
-        stage.reserve(MAX_HEADER_LEN + payload);
-        let len = stage.len();
-        // SAFETY: room for all of `raw` was reserved just above, so the unaligned write of
-        // `MAX_HEADER_LEN` bytes stays inside the allocation; only the `n` bytes written
-        // first become part of the stage.
-        unsafe {
-            let spare = stage.spare_capacity_mut().as_mut_ptr();
-            spare.cast::<[u8; MAX_HEADER_LEN]>().write_unaligned(*raw);
-            stage.set_len(len + n);
-        }
+        self.stage_frame(raw, n, &[], payload);
     }
 
     /// Appends a whole frame: its header, the first `n` bytes of `raw`, and a copy of its
     /// payload (one reservation and one length update for both).
     pub(crate) fn push_frame(&mut self, raw: &[u8; MAX_HEADER_LEN], n: usize, payload: &[u8]) {
+        self.stage_frame(raw, n, payload, 0);
+    }
+
+    /// Stages the header's `n` bytes of `raw` and a copy of `payload`, with room for `more`
+    /// bytes after them.
+    #[inline(always)]
+    fn stage_frame(&mut self, raw: &[u8; MAX_HEADER_LEN], n: usize, payload: &[u8], more: usize) {
         debug_assert!(n <= MAX_HEADER_LEN);
         self.queued += n + payload.len();
         let stage = &mut self.bufs().stage;
-        stage.reserve(MAX_HEADER_LEN + payload.len());
+        stage.reserve(MAX_HEADER_LEN + payload.len() + more);
         let len = stage.len();
-        // SAFETY: room for all of `raw` and the payload after it was reserved just above;
-        // the header's `n` bytes and the payload are written before the length covers them,
-        // and the payload (the caller's buffers) cannot overlap the stage's spare room.
+        // SAFETY: room for all of `raw` and the payload after it was reserved just above, so
+        // the unaligned write of `MAX_HEADER_LEN` bytes stays inside the allocation; the
+        // header's `n` bytes and the payload are written before the length covers them, and
+        // the payload (the caller's buffers) cannot overlap the stage's spare room.
         unsafe {
             let spare = stage.spare_capacity_mut().as_mut_ptr().cast::<u8>();
             spare.cast::<[u8; MAX_HEADER_LEN]>().write_unaligned(*raw);

@@ -102,17 +102,9 @@ impl Timers {
 
 impl<T: Transport> Core<T> {
     /// Arms the timer for the phase the stream's status calls for (Beast's `update_timer`).
-    /// An open stream whose idle phase is armed already, the case of every read, returns
-    /// at once.
+    /// Inlined: on every read the phase is unchanged and nothing else happens.
     #[inline]
     pub(crate) fn update_timer(&mut self) {
-        if self.status == Status::Open && self.timers.phase == Phase::Idle {
-            return;
-        }
-        self.update_timer_phase();
-    }
-
-    fn update_timer_phase(&mut self) {
         let phase = match self.status {
             Status::Handshake if self.hs_op.is_some() => Phase::Handshake,
             Status::Handshake => Phase::Off,
@@ -120,9 +112,13 @@ impl<T: Transport> Core<T> {
             Status::Closing => Phase::Closing,
             Status::Closed | Status::Failed => Phase::Off,
         };
-        if phase == self.timers.phase {
-            return;
+        if phase != self.timers.phase {
+            self.enter_phase(phase);
         }
+    }
+
+    /// Arms the timer for a phase the stream has just entered.
+    fn enter_phase(&mut self, phase: Phase) {
         self.timers.phase = phase;
         match phase {
             Phase::Off => self.arm(None),
