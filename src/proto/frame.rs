@@ -510,6 +510,30 @@ impl FrameReader {
         }
     }
 
+    /// Looks for a whole message at the start of `input`: an unfragmented text or binary
+    /// frame that [`accept_whole_short`](Self::accept_whole_short) accepts, with all of its
+    /// payload (at most `max_payload` bytes) in `input`. Returns the header and its length,
+    /// with the message state advanced as [`decode`](Self::decode) would; `None` (nothing
+    /// changed) for anything else, which `decode` then handles.
+    #[inline]
+    pub(crate) fn decode_whole_message(
+        &mut self,
+        input: &[u8],
+        max_payload: usize,
+    ) -> Option<(FrameHeader, usize)> {
+        if input.len() < 2 {
+            return None;
+        }
+        let need = announced_len(input[1]);
+        let header = self.parse_whole_short(input.get(..need)?)?;
+        let len = usize::try_from(header.len).ok()?;
+        if len > max_payload || input.len() - need < len {
+            return None;
+        }
+        self.note_whole_message(&header);
+        Some((header, need))
+    }
+
     /// The most common header, accepted with fewer tests: an unfragmented text or binary
     /// frame (FIN set, no reserved bit) outside a message, masked as our role requires, with
     /// a 7-bit or a canonical 16-bit length within the message limit. `None` for any other
@@ -517,6 +541,15 @@ impl FrameReader {
     /// for these).
     #[inline]
     fn accept_whole_short(&mut self, raw: &[u8]) -> Option<FrameHeader> {
+        let header = self.parse_whole_short(raw)?;
+        self.note_whole_message(&header);
+        Some(header)
+    }
+
+    /// The header [`accept_whole_short`](Self::accept_whole_short) accepts, without
+    /// changing the message state.
+    #[inline]
+    fn parse_whole_short(&self, raw: &[u8]) -> Option<FrameHeader> {
         let (b0, b1) = (raw[0], raw[1]);
         let opcode = match b0 {
             0x81 => Opcode::Text,
@@ -543,10 +576,15 @@ impl FrameReader {
             Some(&[k0, k1, k2, k3]) if masked => Some([k0, k1, k2, k3]),
             _ => None,
         };
-        self.msg_opcode = Some(opcode);
-        self.msg_compressed = false;
-        self.msg_size = len;
         Some(FrameHeader::new(true, opcode, len, mask))
+    }
+
+    /// The message state after a whole-message header: a new message, not compressed.
+    #[inline]
+    fn note_whole_message(&mut self, header: &FrameHeader) {
+        self.msg_opcode = Some(header.opcode);
+        self.msg_compressed = false;
+        self.msg_size = header.len;
     }
 
     /// Validates a complete header (`raw.len() == announced_len(raw[1])`) and advances the
@@ -904,6 +942,60 @@ mod tests {
         // A new message starts counting from zero.
         assert!(r.decode(&[0x82, 0x0A]).unwrap().is_some());
         assert_eq!(r.message_size(), 10);
+    }
+
+    #[test]
+    fn a_whole_message_is_decoded_only_when_all_of_it_is_there_and_fits() {
+        let key = [1, 2, 3, 4];
+        // A masked binary frame of 5 bytes, then a masked 16-bit-length text frame of 200.
+        let mut short = vec![0x82, 0x85, 1, 2, 3, 4];
+        short.extend_from_slice(b"hello");
+        let mut long = vec![0x81, 0xFE, 0x00, 0xC8, 1, 2, 3, 4];
+        long.extend_from_slice(&[b'a'; 200]);
+        for (frame, len, header_len) in [(&short, 5u64, 6), (&long, 200, 8)] {
+            let mut r = reader(Role::Server);
+            // Cut anywhere before the end, or with less room than the payload: nothing.
+            for cut in 0..frame.len() {
+                assert_eq!(r.decode_whole_message(&frame[..cut], usize::MAX), None);
+            }
+            assert_eq!(r.decode_whole_message(frame, len as usize - 1), None);
+            assert_eq!(r.message_opcode(), None, "no state changed");
+            let (h, n) = r.decode_whole_message(frame, len as usize).unwrap();
+            assert_eq!(
+                (h.fin, h.len, h.mask, n),
+                (true, len, Some(key), header_len)
+            );
+            // The state is what `decode` leaves.
+            let mut r2 = reader(Role::Server);
+            assert_eq!(r2.decode(frame).unwrap(), Some((h, n)));
+            assert_eq!(
+                (
+                    r.message_opcode(),
+                    r.message_size(),
+                    r.continuation_expected()
+                ),
+                (
+                    r2.message_opcode(),
+                    r2.message_size(),
+                    r2.continuation_expected()
+                )
+            );
+        }
+        // Anything but a whole one-frame message is left to `decode`, state untouched: a
+        // first fragment, a control frame, an unmasked frame to a server, a 64-bit length,
+        // a reserved bit.
+        for frame in [
+            &[0x02, 0x80, 1, 2, 3, 4][..],
+            &[0x89, 0x80, 1, 2, 3, 4],
+            &[0x82, 0x00],
+            &[0x82, 0xFF, 0, 0, 0, 0, 0, 0, 0, 1, 1, 2, 3, 4, 0],
+            &[0xC2, 0x80, 1, 2, 3, 4],
+        ] {
+            let mut r = reader(Role::Server);
+            assert_eq!(r.decode_whole_message(frame, usize::MAX), None);
+            let mut fresh = reader(Role::Server);
+            assert_eq!(r.decode(frame), fresh.decode(frame));
+        }
     }
 
     #[test]

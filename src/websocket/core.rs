@@ -504,7 +504,9 @@ impl<T: Transport> Core<T> {
             self.update_timer();
             return true;
         }
-        self.advance_input(handle);
+        if !self.read_buffered_message(handle) {
+            self.advance_input(handle);
+        }
         if !self.only_input_pending() || self.output_full() {
             return false;
         }
@@ -645,7 +647,7 @@ impl<T: Transport> Core<T> {
     }
 
     /// A close whose frame was sent reads the peer's frames (a deferred one does not yet).
-    fn close_owns_reads(&self) -> bool {
+    pub(crate) fn close_owns_reads(&self) -> bool {
         self.close_op
             .as_ref()
             .is_some_and(|op| op.deferred.is_none())

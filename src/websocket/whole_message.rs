@@ -12,6 +12,44 @@ use crate::proto::mask::{apply_mask, mask_copy};
 use crate::proto::utf8;
 
 impl<T: Transport> Core<T> {
+    /// Completes the read in progress with the next message when, at a frame boundary, the
+    /// read buffer starts with a whole one-frame message the read takes all of (read from
+    /// the transport first when nothing is buffered): the general path (find the consumer,
+    /// decode, then [`deliver_whole_message`]) in one step. False, with nothing consumed
+    /// but the bytes read, when the general path must run.
+    ///
+    /// [`deliver_whole_message`]: Core::deliver_whole_message
+    #[inline]
+    pub(crate) fn read_buffered_message(&mut self, handle: &Handle) -> bool {
+        if self.rd_remain > 0
+            || self.rd_frame.is_some()
+            || self.pending_control.is_some()
+            || self.read_suspended
+            || self.close_owns_reads()
+        {
+            return false;
+        }
+        let Some(room) = self.read_op.as_ref().map(|op| op.limit - op.n) else {
+            return false;
+        };
+        if self.rd_buf.is_empty() {
+            match self.fill() {
+                Ok(true) => {}
+                Ok(false) => return false,
+                Err(e) => {
+                    self.on_read_error(handle, Consumer::Read, e);
+                    return true;
+                }
+            }
+        }
+        let Some((header, header_len)) = self.reader.decode_whole_message(self.rd_buf.data(), room)
+        else {
+            return false;
+        };
+        self.deliver_message(handle, Consumer::Read, &header, header_len);
+        true
+    }
+
     /// Delivers the data frame `header` (its `header_len` bytes still at the front of the
     /// read buffer) to the read operation when the frame is a whole uncompressed message
     /// with all its payload buffered, and the read takes all of it. `None` (nothing
@@ -32,13 +70,33 @@ impl<T: Transport> Core<T> {
         {
             return None;
         }
-        // What the general path would set first too (so nothing is lost by returning).
-        self.rd_text = header.opcode == Opcode::Text;
-        self.pmd_frame_start(header);
-        let op = self.read_op.as_mut()?;
+        let op = self.read_op.as_ref()?;
         if op.limit - op.n < len {
             return None;
         }
+        Some(self.deliver_message(handle, consumer, header, header_len))
+    }
+
+    /// Delivers a whole message checked by [`deliver_whole_message`] to the read operation
+    /// (which takes all of it): appends its payload, unmasked and validated, and completes
+    /// the read, or fails it as the general path would.
+    ///
+    /// [`deliver_whole_message`]: Core::deliver_whole_message
+    #[inline(always)]
+    fn deliver_message(
+        &mut self,
+        handle: &Handle,
+        consumer: Consumer,
+        header: &FrameHeader,
+        header_len: usize,
+    ) -> Step {
+        let len = header.len as usize;
+        // What the general path would set first too.
+        self.rd_text = header.opcode == Opcode::Text;
+        self.pmd_frame_start(header);
+        let Some(op) = self.read_op.as_mut() else {
+            return Step::Finished; // not reached: the callers checked that a read is in progress
+        };
         self.rd_buf.advance(header_len);
         let payload = &mut self.rd_buf.data_mut()[..len];
         let appended = match header.mask {
@@ -67,7 +125,7 @@ impl<T: Transport> Core<T> {
             let err = self.deliver(e);
             self.status = Status::Failed;
             self.complete_read(handle, Err(err));
-            return Some(Step::Finished);
+            return Step::Finished;
         }
         if self.rd_text {
             let checked = utf8::validate(&op.buffer.last_mut(len));
@@ -75,13 +133,13 @@ impl<T: Transport> Core<T> {
                 op.buffer.drop_last(len);
                 self.rd_done = false;
                 self.fail_protocol(consumer, e);
-                return Some(Step::Finished);
+                return Step::Finished;
             }
         }
         op.n += len;
         self.rd_buf.advance(len);
         self.rd_done = true;
         self.complete_read(handle, Ok(()));
-        Some(Step::Finished)
+        Step::Finished
     }
 }
