@@ -35,6 +35,11 @@ pub(crate) trait RawIo: Sized + 'static {
     /// Asks for (or stops asking for) writability events. Kinds whose writability is
     /// signalled only on demand (TCP, to spare a wake-up after every write) override it.
     fn want_writable(_core: &StreamCore<Self>, _on: bool) {}
+    /// True while writability events are asked for (see
+    /// [`want_writable`](RawIo::want_writable)).
+    fn wants_writable(_core: &StreamCore<Self>) -> bool {
+        false
+    }
     /// Cancel extra operations.
     fn cancel_extra(_core: &StreamCore<Self>) {}
     /// Drop extra parked handlers at shutdown.
@@ -151,7 +156,7 @@ impl<R: RawIo> StreamCore<R> {
                     return Err(e);
                 }
                 Ok(n) => {
-                    if n == bufs.iter().map(|b| b.len()).sum::<usize>() {
+                    if R::wants_writable(self) && n == bufs.iter().map(|b| b.len()).sum::<usize>() {
                         // Everything went: no need to hear about writability until a write
                         // would block again.
                         R::want_writable(self, false);

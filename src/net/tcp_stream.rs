@@ -134,6 +134,10 @@ impl RawIo for TcpIo {
         }
     }
 
+    fn wants_writable(core: &StreamCore<Self>) -> bool {
+        core.io.write_interest.get()
+    }
+
     fn cancel_extra(core: &StreamCore<Self>) {
         let handler = core.io.connect.borrow_mut().take();
         if let Some(handler) = handler {
