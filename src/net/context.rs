@@ -1,6 +1,7 @@
 //! `IoContext`: the reactor and its run loop (asio's `io_context`).
 
 use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
 use std::io;
 use std::rc::{Rc, Weak};
 use std::sync::atomic::Ordering;
@@ -96,10 +97,10 @@ pub(crate) struct Inner {
     /// The emptied vector of the last batch of signals, reused so that a turn does not
     /// allocate.
     signals_spare: RefCell<Vec<(IoToken, Readiness)>>,
-    flushes: RefCell<Vec<Rc<dyn Flush>>>,
-    flushes_spare: RefCell<Vec<Rc<dyn Flush>>>,
+    /// Streams to flush at the end of this turn, in the order they asked.
+    flushes: RefCell<VecDeque<Rc<dyn Flush>>>,
     /// Flushes held back to the end of the next turn.
-    held_flushes: RefCell<Vec<Rc<dyn Flush>>>,
+    held_flushes: RefCell<VecDeque<Rc<dyn Flush>>>,
     /// The OS event buffer, kept between polls.
     events: RefCell<Option<mio::Events>>,
     pub(crate) timers: RefCell<TimerQueue>,
@@ -191,9 +192,8 @@ impl IoContext {
             next_generation: Cell::new(1),
             signals: RefCell::new(Vec::new()),
             signals_spare: RefCell::new(Vec::new()),
-            flushes: RefCell::new(Vec::new()),
-            flushes_spare: RefCell::new(Vec::new()),
-            held_flushes: RefCell::new(Vec::new()),
+            flushes: RefCell::new(VecDeque::new()),
+            held_flushes: RefCell::new(VecDeque::new()),
             events: RefCell::new(None),
             timers: RefCell::new(TimerQueue::default()),
             buffers: Buffers::default(),
@@ -455,14 +455,14 @@ impl Handle {
     /// Asks for `target.flush()` once the current batch of handlers has run (the cork of
     /// corked writes: one vectored write per connection per loop turn).
     pub(crate) fn defer_flush(&self, target: Rc<dyn Flush>) {
-        self.inner.flushes.borrow_mut().push(target);
+        self.inner.flushes.borrow_mut().push_back(target);
     }
 
     /// Asks for `target.flush()` at the end of the next turn instead of this one (a
     /// connection whose reads keep completing from buffered input holds its output, so that
     /// the replies to several messages leave in one write).
     pub(crate) fn defer_flush_next_turn(&self, target: Rc<dyn Flush>) {
-        self.inner.held_flushes.borrow_mut().push(target);
+        self.inner.held_flushes.borrow_mut().push_back(target);
     }
 
     /// Counts an operation as outstanding work (keeps `run` running).
@@ -736,21 +736,13 @@ impl Inner {
     }
 
     fn run_flushes(&self) {
-        while !self.flushes.borrow().is_empty() {
-            // The batch moves to the spare vector and is run from there (no borrow is held
-            // while streams flush, and flushes they schedule go to the next batch); the two
-            // vectors keep their capacity.
-            self.flushes.swap(&self.flushes_spare);
-            let mut batch = self.flushes_spare.take();
-            for target in &batch {
-                target.flush();
-            }
-            batch.clear();
-            let left = self.flushes_spare.replace(batch);
-            if left.capacity() == 0 {
-                // The empty vector `take` left owns nothing: skip the generic drop.
-                std::mem::forget(left);
-            }
+        // One at a time, so that no borrow is held while a stream flushes; flushes asked for
+        // meanwhile run in this loop too.
+        loop {
+            let Some(target) = self.flushes.borrow_mut().pop_front() else {
+                return;
+            };
+            target.flush();
         }
     }
 
