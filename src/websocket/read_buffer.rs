@@ -72,6 +72,7 @@ impl ReadBuffer {
 
     /// Room after the unparsed bytes to read into: borrows the context's buffer when only a
     /// small one of our own is held, and moves the unparsed bytes to its front.
+    #[inline]
     pub(crate) fn spare(&mut self, buffers: &Buffers) -> &mut [u8] {
         if !self.is_lent() {
             let mut lent = buffers.take_read();
