@@ -23,13 +23,15 @@ use super::timeout::Timers;
 use super::FrameType;
 use crate::net::{FlatBuffer, Handle, IoHandler, Transport, WaitHandler, WriteJob};
 use crate::proto::close::{CloseCode, CloseReason};
-use crate::proto::frame::{FrameHeader, FrameReader, Opcode, ReadRules, MAX_CONTROL_PAYLOAD};
+use crate::proto::frame::{
+    FrameHeader, FrameReader, Opcode, ReadRules, MAX_CONTROL_PAYLOAD, MAX_HEADER_LEN,
+};
 use crate::proto::mask::{apply_mask, mask_copy, mask_key};
 use crate::proto::utf8::Utf8Validator;
 use crate::{Error, Role};
 
 /// Unmasked payloads at least this long are queued without copying.
-const ZERO_COPY_MIN: usize = 1024;
+pub(crate) const ZERO_COPY_MIN: usize = 1024;
 /// Payloads at least this long are unmasked while being copied to the caller's buffer.
 pub(crate) const MASK_COPY_MIN: usize = 512;
 /// Turns in a row the output may be held back while buffered messages are answered.
@@ -52,7 +54,10 @@ pub(crate) enum Status {
 pub(crate) struct Options {
     pub(crate) binary: bool,
     pub(crate) auto_fragment: bool,
-    pub(crate) write_buffer_bytes: usize,
+    write_buffer_bytes: usize,
+    /// [`high_water`](Options::high_water), kept beside the setting it follows: it is
+    /// tested after every read and write.
+    high_water: usize,
     pub(crate) read_message_max: u64,
     pub(crate) secure_prng: bool,
 }
@@ -63,6 +68,7 @@ impl Default for Options {
             binary: false,
             auto_fragment: true,
             write_buffer_bytes: 4096,
+            high_water: Options::high_water_for(4096),
             read_message_max: ReadRules::DEFAULT_READ_MESSAGE_MAX,
             secure_prng: true,
         }
@@ -74,7 +80,28 @@ impl Options {
     /// write waits for the transport before it completes.
     #[inline]
     pub(crate) fn high_water(&self) -> usize {
-        (self.write_buffer_bytes * 16).max(64 * 1024)
+        self.high_water
+    }
+
+    const fn high_water_for(write_buffer_bytes: usize) -> usize {
+        let scaled = write_buffer_bytes.saturating_mul(16);
+        if scaled > 64 * 1024 {
+            scaled
+        } else {
+            64 * 1024
+        }
+    }
+
+    /// The size of the frames a write is cut into (`write_buffer_bytes`).
+    #[inline]
+    pub(crate) fn write_buffer_bytes(&self) -> usize {
+        self.write_buffer_bytes
+    }
+
+    /// Sets `write_buffer_bytes` and the high-water mark that follows from it.
+    pub(crate) fn set_write_buffer_bytes(&mut self, n: usize) {
+        self.write_buffer_bytes = n;
+        self.high_water = Options::high_water_for(n);
     }
 
     /// The opcode of a new message: `binary` latched at its start (as Beast).
@@ -368,16 +395,30 @@ impl<T: Transport> Core<T> {
 
     // ---------------------------------------------------------------- writing
 
-    /// Appends one frame taking `len` bytes from `data`.
-    pub(crate) fn emit_frame(&mut self, fin: bool, opcode: Opcode, data: &mut dyn Buf, len: usize) {
+    /// The encoded header of a frame of `len` payload bytes (masked with a fresh key in the
+    /// client role), with the output's stage made ready for it: the header bytes, their
+    /// count and the mask key.
+    #[inline(always)]
+    fn frame_header(
+        &mut self,
+        fin: bool,
+        opcode: Opcode,
+        len: usize,
+    ) -> ([u8; MAX_HEADER_LEN], usize, Option<[u8; 4]>) {
         let mask = match self.role {
             Role::Client => Some(mask_key(self.opts.secure_prng)),
             Role::Server => None,
         };
         let header = FrameHeader::new(fin, opcode, len as u64, mask);
         self.out.take_stage(self.transport.handle().buffers());
-        let mut raw = [0u8; crate::proto::frame::MAX_HEADER_LEN];
+        let mut raw = [0u8; MAX_HEADER_LEN];
         let n = header.encode(&mut raw);
+        (raw, n, mask)
+    }
+
+    /// Appends one frame taking `len` bytes from `data`.
+    pub(crate) fn emit_frame(&mut self, fin: bool, opcode: Opcode, data: &mut dyn Buf, len: usize) {
+        let (raw, n, mask) = self.frame_header(fin, opcode, len);
         if mask.is_none() && len < ZERO_COPY_MIN {
             // The common small unmasked frame: header and payload staged together when the
             // payload is contiguous in the caller's buffers.
@@ -450,7 +491,7 @@ impl<T: Transport> Core<T> {
                 self.wr_auto_fragment = self.opts.auto_fragment;
             }
             let len = if self.wr_auto_fragment {
-                remaining.min(self.opts.write_buffer_bytes)
+                remaining.min(self.opts.write_buffer_bytes())
             } else {
                 remaining
             };
@@ -531,6 +572,39 @@ impl<T: Transport> Core<T> {
     /// operation. What [`advance_write`](Core::advance_write) would do for such a write,
     /// without storing it.
     pub(crate) fn write_in_one_frame(&mut self, fin: bool, data: &mut dyn Buf) -> Option<usize> {
+        let len = data.remaining();
+        let opcode = self.start_one_frame(fin, len)?;
+        self.emit_frame(fin, opcode, data, len);
+        Some(len)
+    }
+
+    /// As [`write_in_one_frame`](Core::write_in_one_frame) for a payload shorter than
+    /// [`ZERO_COPY_MIN`] that is one slice of the caller's buffers: it is copied into the
+    /// output with its header, without going through the buffers. False when the write
+    /// must be started as an operation.
+    pub(crate) fn write_slice_in_one_frame(&mut self, fin: bool, payload: &[u8]) -> bool {
+        debug_assert!(payload.len() < ZERO_COPY_MIN);
+        let Some(opcode) = self.start_one_frame(fin, payload.len()) else {
+            return false;
+        };
+        let (raw, n, mask) = self.frame_header(fin, opcode, payload.len());
+        match mask {
+            None => self.out.push_frame(&raw, n, payload),
+            Some(key) => {
+                self.out.push_header(&raw, n, payload.len());
+                let mut data = payload;
+                let copy = self.out.push_from_buf(&mut data, payload.len());
+                apply_mask(copy, key, 0);
+            }
+        }
+        true
+    }
+
+    /// The opcode of a write of `len` bytes that can go as one frame now (the conditions of
+    /// [`write_in_one_frame`](Core::write_in_one_frame)), with the message's settings
+    /// latched as for a frame about to be emitted; `None` when it cannot.
+    #[inline(always)]
+    fn start_one_frame(&mut self, fin: bool, len: usize) -> Option<Opcode> {
         if self.status != Status::Open
             || self.teardown.is_some()
             || self.flush_blocked
@@ -540,13 +614,12 @@ impl<T: Transport> Core<T> {
         {
             return None;
         }
-        let len = data.remaining();
         let (opcode, auto_fragment) = if self.wr_cont {
             (Opcode::Continuation, self.wr_auto_fragment)
         } else {
             (self.opts.message_opcode(), self.opts.auto_fragment)
         };
-        if auto_fragment && len > self.opts.write_buffer_bytes {
+        if auto_fragment && len > self.opts.write_buffer_bytes() {
             return None;
         }
         if !self.wr_cont {
@@ -554,9 +627,8 @@ impl<T: Transport> Core<T> {
             self.wr_opcode = opcode;
             self.wr_auto_fragment = auto_fragment;
         }
-        self.emit_frame(fin, opcode, data, len);
         self.wr_cont = !fin;
-        Some(len)
+        Some(opcode)
     }
 
     /// True when the output is at or past its high-water mark (to be written at once).
@@ -1159,10 +1231,26 @@ impl<T: Transport> Core<T> {
     /// is about to go on: the engine will run again (`again`), or unparsed input waits for
     /// the application's next read. When every operation waits for input, only a partial
     /// frame stays, in a small buffer of the stream's own.
+    #[inline(always)]
     fn release_read_buffer(&mut self, again: bool) {
         if !self.rd_buf.is_lent() {
             return;
         }
+        // The common case, decided without the general test: a read just completed on an
+        // open stream and the next message is already buffered.
+        if !self.rd_buf.is_empty()
+            && self.status == Status::Open
+            && self.read_op.is_none()
+            && self.close_op.is_none()
+            && self.teardown.is_none()
+        {
+            return;
+        }
+        self.release_read_buffer_slow(again);
+    }
+
+    #[inline(never)]
+    fn release_read_buffer_slow(&mut self, again: bool) {
         let awaited =
             self.consumer().is_none() && matches!(self.status, Status::Open | Status::Closing);
         if !self.rd_buf.is_empty() && (again || awaited) {

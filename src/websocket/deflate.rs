@@ -242,7 +242,7 @@ impl<T: Transport> Core<T> {
             self.pmd.wr_first = true;
             self.wr_opcode = self.opts.message_opcode();
         }
-        let chunk = self.opts.write_buffer_bytes.max(MIN_DEFLATE_CHUNK);
+        let chunk = self.opts.write_buffer_bytes().max(MIN_DEFLATE_CHUNK);
         let mut progressed = false;
         let mut buf = match self.pmd.codec.as_mut() {
             Some(codec) => std::mem::take(&mut codec.wr_buf),

@@ -5,7 +5,7 @@ use std::rc::{Rc, Weak};
 
 use bytes::Buf;
 
-use super::core::{CloseOp, Core, ReadOp, Status, WriteOp};
+use super::core::{CloseOp, Core, ReadOp, Status, WriteOp, ZERO_COPY_MIN};
 use super::handshake::{header_of, ClientHandler};
 use super::timeout::Timeout;
 use super::FrameType;
@@ -514,7 +514,7 @@ impl<T: Transport> Stream<T> {
                 "write_buffer_bytes must be at least 8",
             ));
         }
-        self.core().opts.write_buffer_bytes = n;
+        self.core().opts.set_write_buffer_bytes(n);
         Ok(())
     }
 
@@ -526,7 +526,7 @@ impl<T: Transport> Stream<T> {
     /// assert_eq!(rbeast::websocket::Stream::new(a).write_buffer_bytes(), 4096);
     /// ```
     pub fn write_buffer_bytes(&self) -> usize {
-        self.inner.core.borrow().opts.write_buffer_bytes
+        self.inner.core.borrow().opts.write_buffer_bytes()
     }
 
     /// Sets the largest incoming message (default 16 MiB; 0 means no limit). A larger
@@ -1242,7 +1242,16 @@ impl<T: Transport> Stream<T> {
                 self.handle().post_io(job.into_handler(), Err(e), 0);
                 return;
             }
-            match core.write_in_one_frame(fin, &mut data) {
+            let len = data.remaining();
+            let chunk = data.chunk();
+            let framed = if len < ZERO_COPY_MIN && chunk.len() >= len {
+                // The common small write in one slice: framed without the buffers' methods.
+                core.write_slice_in_one_frame(fin, &chunk[..len])
+                    .then_some(len)
+            } else {
+                core.write_in_one_frame(fin, &mut data)
+            };
+            match framed {
                 Some(taken) => taken,
                 None => {
                     self.handle().work_started();
@@ -1469,6 +1478,56 @@ mod tests {
         assert!(!core.rd_buf.is_lent(), "the lent buffer went back");
         assert_eq!(core.rd_buf.data(), &second[..4]);
         assert!(core.out.is_empty());
+    }
+
+    #[test]
+    fn the_high_water_mark_follows_write_buffer_bytes() {
+        let ctx = IoContext::new().unwrap();
+        let (_input, ws) = open_server(&ctx);
+        let high_water =
+            |ws: &Stream<crate::test::Stream>| ws.inner.core.borrow().opts.high_water();
+        assert_eq!(high_water(&ws), 64 * 1024, "the default, for 4 KiB frames");
+        ws.set_write_buffer_bytes(8192).unwrap();
+        assert_eq!(high_water(&ws), 128 * 1024, "16 frames");
+        ws.set_write_buffer_bytes(1024).unwrap();
+        assert_eq!(high_water(&ws), 64 * 1024, "never below 64 KiB");
+        ws.set_write_buffer_bytes(usize::MAX / 2).unwrap();
+        assert_eq!(high_water(&ws), usize::MAX, "saturated, not overflowed");
+    }
+
+    #[test]
+    fn small_writes_in_one_slice_or_in_pieces_frame_the_same_bytes() {
+        use bytes::Buf;
+        use std::cell::Cell;
+        use std::rc::Rc;
+        let ctx = IoContext::new().unwrap();
+        let (a, b) = crate::test::Stream::pair(&ctx);
+        let (client, server) = (Stream::new(a), Stream::new(b));
+        client.open_unchecked(Role::Client);
+        server.open_unchecked(Role::Server);
+        let pieces = (&b"split "[..]).chain(&b"message"[..]);
+        client.async_write(&b"one slice"[..], |r, n| assert_eq!((r, n), (Ok(()), 9)));
+        client.async_write(pieces, |r, n| assert_eq!((r, n), (Ok(()), 13)));
+        server.async_write(&b"reply"[..], |r, n| assert_eq!((r, n), (Ok(()), 5)));
+        ctx.poll();
+        let read = Rc::new(Cell::new(0));
+        let got = FlatBuffer::new();
+        let messages = [
+            (&server, &b"one slice"[..]),
+            (&server, b"split message"),
+            (&client, b"reply"),
+        ];
+        for (ws, expected) in messages {
+            let (g, read) = (got.clone(), read.clone());
+            ws.async_read(&got, move |r, _| {
+                assert_eq!(r, Ok(()));
+                assert_eq!(&*g.data(), expected);
+                g.clear();
+                read.set(read.get() + 1);
+            });
+            ctx.poll();
+        }
+        assert_eq!(read.get(), 3, "every message arrived whole");
     }
 
     #[test]

@@ -37,7 +37,7 @@ impl<T: Transport> Core<T> {
         loop {
             let remaining = data.remaining();
             let len = if self.opts.auto_fragment {
-                remaining.min(self.opts.write_buffer_bytes)
+                remaining.min(self.opts.write_buffer_bytes())
             } else {
                 remaining
             };
