@@ -777,6 +777,7 @@ impl<T: Transport> Core<T> {
         }
     }
 
+    #[inline]
     pub(crate) fn complete_read(&mut self, handle: &Handle, result: Result<(), Error>) {
         self.read_done = result.is_ok();
         if let Some(op) = self.read_op.take() {

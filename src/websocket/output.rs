@@ -35,12 +35,14 @@ impl Output {
     }
 
     /// Borrows the context's buffers when none are held.
+    #[inline]
     pub(crate) fn take_stage(&mut self, buffers: &Buffers) {
         if self.bufs.is_none() {
             self.bufs = Some(buffers.take_output());
         }
     }
 
+    #[inline]
     fn bufs(&mut self) -> &mut OutputBufs {
         self.bufs.get_or_insert_with(Box::default)
     }
@@ -59,6 +61,7 @@ impl Output {
 
     /// Appends a whole frame: its header, the first `n` bytes of `raw`, and a copy of its
     /// payload (one reservation and one length update for both).
+    #[inline]
     pub(crate) fn push_frame(&mut self, raw: &[u8; MAX_HEADER_LEN], n: usize, payload: &[u8]) {
         self.stage_frame(raw, n, payload, 0);
     }
