@@ -561,12 +561,18 @@ impl<T: Send + 'static> RemoteCompletion<T> {
     }
 }
 
+/// After shutdown nothing runs: a handler queued then is dropped (outside any borrow).
+#[cold]
+#[inline(never)]
+fn drop_after_shutdown(item: Ready) {
+    drop(item);
+}
+
 impl Inner {
     #[inline]
     fn push(&self, item: Ready) {
         if self.shut_down.get() {
-            // After shutdown nothing runs: the handler is dropped (outside any borrow).
-            drop(item);
+            drop_after_shutdown(item);
             return;
         }
         let slot = self.ready.borrow_mut().push_slot();
@@ -616,8 +622,13 @@ impl Inner {
                 if batch == 0 {
                     break;
                 }
+                // A stop from another thread is seen between batches; one from a handler
+                // (this thread) before the next handler.
+                if self.is_stopped() {
+                    return count;
+                }
                 for _ in 0..batch {
-                    if count == limit || self.is_stopped() {
+                    if count == limit || self.stopped.get() {
                         return count;
                     }
                     if !ReadyQueue::pop_and_run(&self.ready) {
