@@ -424,6 +424,123 @@ fn a_whole_one_frame_message_past_the_buffer_bound_overflows() {
     }
 }
 
+/// What a read started after `first` got: the outcome of reading `first`, then `second`,
+/// both of which arrived in one transport read (so the second is already buffered in the
+/// stream when its read starts), and the bytes the stream sent.
+struct BufferedOutcome {
+    first: Result<(), Error>,
+    second: Option<(Result<(), Error>, usize)>,
+    message: Vec<u8>,
+    sent: Vec<u8>,
+    started_inline: bool,
+}
+
+fn read_buffered_second(buf: FlatBuffer, first: &[u8], second: &[u8]) -> BufferedOutcome {
+    let ctx = IoContext::new().unwrap();
+    let ws = lone(&ctx, Role::Server);
+    ws.next_layer().append(&[first, second].concat());
+    ws.next_layer().close_remote();
+    let got = Rc::new(RefCell::new((None, None, false)));
+    let (g, w, b) = (got.clone(), ws.clone(), buf.clone());
+    ws.async_read(&FlatBuffer::new(), move |r, _| {
+        g.borrow_mut().0 = Some(r);
+        let returned = Rc::new(RefCell::new(false));
+        let (g2, ret) = (g.clone(), returned.clone());
+        w.async_read(&b, move |r, n| {
+            let mut got = g2.borrow_mut();
+            got.1 = Some((r, n));
+            // The handler runs from the loop, never inside `async_read`.
+            got.2 = !*ret.borrow();
+        });
+        *returned.borrow_mut() = true;
+    });
+    ctx.run();
+    let (first, second, started_inline) = got.borrow_mut().clone();
+    let sent = ws.next_layer().take_output().to_vec();
+    BufferedOutcome {
+        first: first.expect("the first read completed"),
+        second,
+        message: buf.data().to_vec(),
+        sent,
+        started_inline,
+    }
+}
+
+/// A read that starts with a whole one-frame message already buffered (it arrived with
+/// the one before) takes it at once: short and long payloads, text and binary, arrive
+/// intact, and the handler still runs from the loop.
+#[test]
+fn a_whole_message_buffered_when_its_read_starts_arrives_intact() {
+    for len in [0usize, 1, 5, 125, 126, 511, 512, 513, 4000, 70_000] {
+        let text: String = "κόσμε-".chars().cycle().take(len).collect();
+        for (first, payload) in [(0x81, text.as_bytes().to_vec()), (0x82, common_bytes(len))] {
+            let out = read_buffered_second(
+                FlatBuffer::new(),
+                &masked(0x82, b"before"),
+                &masked(first, &payload),
+            );
+            assert_eq!(out.first, Ok(()));
+            assert_eq!(out.second, Some((Ok(()), payload.len())), "length {len}");
+            assert_eq!(out.message, payload, "length {len}");
+            assert!(out.sent.is_empty());
+            assert!(!out.started_inline, "posted, not run inside async_read");
+        }
+    }
+}
+
+/// Invalid UTF-8 in a whole text message buffered when its read starts: 1007, the read
+/// fails with `BadFramePayload`, and none of its bytes are left in the buffer.
+#[test]
+fn invalid_utf8_in_a_buffered_whole_message_is_1007_and_leaves_nothing() {
+    for len in [4usize, 100, 600, 5000] {
+        let mut payload = vec![b'a'; len];
+        payload[len / 2] = 0xC0; // never valid
+        let buf = FlatBuffer::new();
+        buf.extend_from_slice(b"kept").unwrap();
+        let out = read_buffered_second(buf, &masked(0x81, b"ok"), &masked(0x81, &payload));
+        assert_eq!(out.first, Ok(()));
+        assert_eq!(
+            out.second,
+            Some((Err(Error::BadFramePayload), 0)),
+            "length {len}"
+        );
+        assert_eq!(close_code_sent(&out.sent), Some(1007));
+        assert_eq!(
+            out.message, b"kept",
+            "what was in the buffer stays, nothing more"
+        );
+    }
+}
+
+/// A buffered whole message that would grow the buffer past its bound fails the stream
+/// with `BufferOverflow` and no close frame, as when it arrives with its read in progress.
+#[test]
+fn a_buffered_whole_message_past_the_buffer_bound_overflows() {
+    for len in [20usize, 700] {
+        let buf = FlatBuffer::with_max_size(len - 1);
+        let out = read_buffered_second(buf, &masked(0x82, b"ok"), &masked(0x82, &vec![1; len]));
+        assert_eq!(out.first, Ok(()));
+        assert_eq!(
+            out.second,
+            Some((Err(Error::BufferOverflow), 0)),
+            "length {len}"
+        );
+        assert!(out.sent.is_empty(), "no close frame");
+        assert!(out.message.is_empty());
+    }
+}
+
+/// A ping buffered between two messages is answered before the second message's read
+/// completes, and the message still arrives whole.
+#[test]
+fn a_ping_buffered_before_a_whole_message_is_answered_first() {
+    let second = [masked(0x89, b"p"), masked(0x82, b"data")].concat();
+    let out = read_buffered_second(FlatBuffer::new(), &masked(0x82, b"ok"), &second);
+    assert_eq!(out.second, Some((Ok(()), 4)));
+    assert_eq!(out.message, b"data");
+    assert_eq!(out.sent, unmasked(0x8A, b"p"), "the pong");
+}
+
 /// `async_read_some` with a limit below the frame's length takes a buffered whole frame in
 /// pieces, and the message is done only after the last one.
 #[test]

@@ -221,7 +221,7 @@ pub(crate) struct Core<T: Transport> {
     pub(crate) wr_close: bool,
     pub(crate) flush_scheduled: bool,
     /// A read completed since the output was last considered for flushing.
-    read_done: bool,
+    pub(crate) read_done: bool,
     /// Consecutive turns the output was held back.
     holds: u32,
     pub(crate) flush_blocked: bool,
@@ -557,7 +557,7 @@ impl<T: Transport> Core<T> {
     }
 
     /// True when only input can advance an operation: see [`read_at_once`](Core::read_at_once).
-    fn only_input_pending(&self) -> bool {
+    pub(crate) fn only_input_pending(&self) -> bool {
         self.status == Status::Open
             && self.teardown.is_none()
             && self.write_op.is_none()
@@ -1233,7 +1233,7 @@ impl<T: Transport> Core<T> {
     /// the application's next read. When every operation waits for input, only a partial
     /// frame stays, in a small buffer of the stream's own.
     #[inline(always)]
-    fn release_read_buffer(&mut self, again: bool) {
+    pub(crate) fn release_read_buffer(&mut self, again: bool) {
         if !self.rd_buf.is_lent() {
             return;
         }

@@ -5,7 +5,7 @@ use std::rc::{Rc, Weak};
 
 use bytes::Buf;
 
-use super::core::{CloseOp, Core, ReadOp, Status, WriteOp, ZERO_COPY_MIN};
+use super::core::{CloseOp, Consumer, Core, ReadOp, Status, WriteOp, ZERO_COPY_MIN};
 use super::handshake::{header_of, ClientHandler};
 use super::timeout::Timeout;
 use super::FrameType;
@@ -1130,8 +1130,15 @@ impl<T: Transport> Stream<T> {
                 self.handle().post_io(handler, Err(e), 0);
                 return;
             }
-            self.handle().work_started();
             core.arm_idle();
+            let at_once = core.read_message_at_start(buffer, limit);
+            if let Some(Ok(n)) = at_once {
+                // A whole message was buffered: the read is done before it is stored.
+                drop(core);
+                self.handle().post_io(handler, Ok(()), n);
+                return;
+            }
+            self.handle().work_started();
             core.read_op = Some(ReadOp {
                 buffer: buffer.clone(),
                 limit,
@@ -1139,6 +1146,12 @@ impl<T: Transport> Stream<T> {
                 handler,
                 n: 0,
             });
+            if let Some(Err(fault)) = at_once {
+                core.fail_whole_message(self.handle(), Consumer::Read, fault);
+                drop(core);
+                self.inner.drive();
+                return;
+            }
         }
         self.inner.drive_read();
     }

@@ -6,10 +6,12 @@
 //! same work in one step with the same outcome, errors included.
 
 use super::core::{Consumer, Core, Status, Step, MASK_COPY_MIN};
-use crate::net::{Handle, Transport};
+use super::read_buffer::ReadBuffer;
+use crate::net::{FlatBuffer, Handle, Transport};
 use crate::proto::frame::{FrameHeader, Opcode};
 use crate::proto::mask::{apply_mask, mask_copy};
 use crate::proto::utf8;
+use crate::Error;
 
 impl<T: Transport> Core<T> {
     /// Completes the read in progress with the next message when, at a frame boundary, the
@@ -90,56 +92,141 @@ impl<T: Transport> Core<T> {
         header: &FrameHeader,
         header_len: usize,
     ) -> Step {
-        let len = header.len as usize;
         // What the general path would set first too.
         self.rd_text = header.opcode == Opcode::Text;
         self.pmd_frame_start(header);
         let Some(op) = self.read_op.as_mut() else {
             return Step::Finished; // not reached: the callers checked that a read is in progress
         };
-        self.rd_buf.advance(header_len);
-        let payload = &mut self.rd_buf.data_mut()[..len];
-        let appended = match header.mask {
-            // Long payloads are unmasked while copied: one pass over them.
-            Some(key) if len >= MASK_COPY_MIN => {
-                let src = &*payload;
-                // SAFETY: `mask_copy` writes every byte of the slice it is given, and the
-                // closure reports exactly that many.
-                let copied = unsafe {
-                    op.buffer.append_uninit(len, |dst| {
-                        mask_copy(dst, src, key, 0);
-                        Ok(len)
-                    })
-                };
-                copied.map(|_| ())
+        match append_whole_message(
+            &mut self.rd_buf,
+            &op.buffer,
+            header,
+            header_len,
+            self.rd_text,
+        ) {
+            Ok(len) => {
+                op.n += len;
+                self.rd_done = true;
+                self.complete_read(handle, Ok(()));
             }
-            Some(key) => {
-                apply_mask(payload, key, 0);
-                op.buffer.extend_from_slice(payload)
-            }
-            None => op.buffer.extend_from_slice(payload),
-        };
-        if let Err(e) = appended {
-            // Beast: the dynamic buffer overflowed; the stream is failed, no close frame.
-            self.rd_done = false;
-            let err = self.deliver(e);
-            self.status = Status::Failed;
-            self.complete_read(handle, Err(err));
-            return Step::Finished;
+            Err(fault) => self.fail_whole_message(handle, consumer, fault),
         }
-        if self.rd_text {
-            let checked = utf8::validate(&op.buffer.last_mut(len));
-            if let Err(e) = checked {
-                op.buffer.drop_last(len);
-                self.rd_done = false;
-                self.fail_protocol(consumer, e);
-                return Step::Finished;
-            }
-        }
-        op.n += len;
-        self.rd_buf.advance(len);
-        self.rd_done = true;
-        self.complete_read(handle, Ok(()));
         Step::Finished
     }
+
+    /// A read starting (with nothing else in progress) when the read buffer begins with a
+    /// whole one-frame message it takes all of: the message is appended to `buffer` at once,
+    /// before the read becomes an operation. `Some(Ok(n))`: the read is complete with `n`
+    /// bytes, its handler is for the caller to post. `Some(Err(fault))`: the message broke
+    /// a rule and is consumed; the caller stores the read and hands the fault to
+    /// [`fail_whole_message`](Core::fail_whole_message). `None`: nothing was consumed, the
+    /// read goes the general way. The same steps and outcomes as
+    /// [`read_buffered_message`](Core::read_buffered_message), without the stored read.
+    #[inline]
+    pub(crate) fn read_message_at_start(
+        &mut self,
+        buffer: &FlatBuffer,
+        limit: usize,
+    ) -> Option<Result<usize, MessageFault>> {
+        if self.rd_buf.is_empty()
+            || !self.only_input_pending()
+            || self.output_full()
+            || self.rd_remain > 0
+            || self.rd_frame.is_some()
+            || self.pending_control.is_some()
+            || self.read_suspended
+            || self.close_op.is_some()
+        {
+            return None;
+        }
+        let (header, header_len) = self
+            .reader
+            .decode_whole_message(self.rd_buf.data(), limit)?;
+        self.rd_text = header.opcode == Opcode::Text;
+        self.pmd_frame_start(&header);
+        let appended =
+            append_whole_message(&mut self.rd_buf, buffer, &header, header_len, self.rd_text);
+        if appended.is_ok() {
+            self.rd_done = true;
+            self.read_done = true;
+            self.release_read_buffer(false);
+        }
+        Some(appended)
+    }
+
+    /// Fails the read in progress for a whole message that broke a rule, as the general
+    /// path does: an overflowing buffer fails the stream (no close frame, Beast's rule), a
+    /// bad UTF-8 payload fails the protocol (a close frame, then the read's error).
+    pub(crate) fn fail_whole_message(
+        &mut self,
+        handle: &Handle,
+        consumer: Consumer,
+        fault: MessageFault,
+    ) {
+        self.rd_done = false;
+        match fault {
+            MessageFault::Overflow(e) => {
+                let err = self.deliver(e);
+                self.status = Status::Failed;
+                self.complete_read(handle, Err(err));
+            }
+            MessageFault::BadPayload(e) => self.fail_protocol(consumer, e),
+        }
+    }
+}
+
+/// Why a whole message was not delivered: see [`Core::fail_whole_message`].
+pub(crate) enum MessageFault {
+    /// The read's buffer could not take the payload.
+    Overflow(Error),
+    /// A text payload that is not UTF-8.
+    BadPayload(Error),
+}
+
+/// Appends the payload of the whole message `header` (its `header_len` header bytes at the
+/// front of `rd_buf`, its payload all buffered after them) to `buffer`, unmasked, and checks
+/// a text payload. `Ok(len)` with the message consumed from `rd_buf`; on a fault nothing of
+/// the payload stays in `buffer` and only the header is consumed.
+#[inline(always)]
+fn append_whole_message(
+    rd_buf: &mut ReadBuffer,
+    buffer: &FlatBuffer,
+    header: &FrameHeader,
+    header_len: usize,
+    text: bool,
+) -> Result<usize, MessageFault> {
+    let len = header.len as usize;
+    rd_buf.advance(header_len);
+    let payload = &mut rd_buf.data_mut()[..len];
+    let appended = match header.mask {
+        // Long payloads are unmasked while copied: one pass over them.
+        Some(key) if len >= MASK_COPY_MIN => {
+            let src = &*payload;
+            // SAFETY: `mask_copy` writes every byte of the slice it is given, and the
+            // closure reports exactly that many.
+            let copied = unsafe {
+                buffer.append_uninit(len, |dst| {
+                    mask_copy(dst, src, key, 0);
+                    Ok(len)
+                })
+            };
+            copied.map(|_| ())
+        }
+        Some(key) => {
+            apply_mask(payload, key, 0);
+            buffer.extend_from_slice(payload)
+        }
+        None => buffer.extend_from_slice(payload),
+    };
+    appended.map_err(MessageFault::Overflow)?;
+    if text {
+        let checked = utf8::validate(&buffer.last_mut(len));
+        if let Err(e) = checked {
+            buffer.drop_last(len);
+            return Err(MessageFault::BadPayload(e));
+        }
+    }
+    rd_buf.advance(len);
+    Ok(len)
 }
