@@ -274,6 +274,13 @@ impl FlatBuffer {
     /// ```
     #[inline]
     pub fn extend_from_slice(&self, bytes: &[u8]) -> Result<(), Error> {
+        self.append(bytes)
+    }
+
+    /// [`extend_from_slice`](FlatBuffer::extend_from_slice), always inlined: the read path
+    /// appends every message it delivers whole with it.
+    #[inline(always)]
+    pub(crate) fn append(&self, bytes: &[u8]) -> Result<(), Error> {
         let mut i = self.inner.borrow_mut();
         if bytes.len() > i.max_size - i.readable {
             return Err(Error::BufferOverflow);

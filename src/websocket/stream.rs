@@ -37,16 +37,17 @@ impl<T: Transport> Inner<T> {
         self.run(|core, handle| !core.read_at_once(handle) && core.drive(handle));
     }
 
-    /// After a write was emitted without becoming an operation: the engine runs only when
-    /// the output reached its high-water mark (to write it at once).
-    fn after_write(&self) {
-        self.run(|core, handle| core.output_full() && core.drive(handle));
-    }
-
     /// As [`drive`](Inner::drive) after a write was started: when its frames fit in the
     /// output at once, nothing else can have changed and the whole engine need not run.
     fn drive_write(&self) {
         self.run(|core, handle| !core.write_at_once(handle) && core.drive(handle));
+    }
+
+    /// Asks for the end-of-turn flush of the output (the core's request was taken).
+    fn request_flush(&self) {
+        if let Some(me) = self.me.upgrade() {
+            self.handle.defer_flush(me);
+        }
     }
 
     /// Runs `step` on the core (true: it stopped at its fairness bound with work left),
@@ -58,9 +59,7 @@ impl<T: Transport> Inner<T> {
             (again, core.take_flush_request())
         };
         if flush {
-            if let Some(me) = self.me.upgrade() {
-                self.handle.defer_flush(me);
-            }
+            self.request_flush();
         }
         if again {
             // Fairness bound reached with work left: continue on a later turn.
@@ -1239,7 +1238,7 @@ impl<T: Transport> Stream<T> {
             return; // as every handler once the context is gone: dropped uninvoked
         }
         let mut data = data;
-        let taken = {
+        let (taken, flush, full) = {
             let mut core = self.core();
             let busy = core.write_op.is_some();
             let admitted = core.admit(busy).and_then(|()| {
@@ -1265,7 +1264,7 @@ impl<T: Transport> Stream<T> {
                 core.write_in_one_frame(fin, &mut data)
             };
             match framed {
-                Some(taken) => taken,
+                Some(taken) => (taken, core.take_flush_request(), core.output_full()),
                 None => {
                     self.handle().work_started();
                     core.write_op = Some(Box::new(WriteOp {
@@ -1285,7 +1284,12 @@ impl<T: Transport> Stream<T> {
         drop(data);
         self.handle()
             .post_io(IoHandler::new(handler), Ok(()), taken);
-        self.inner.after_write();
+        if flush {
+            self.inner.request_flush();
+        }
+        if full {
+            self.inner.drive();
+        }
     }
 
     /// Sends a ping with `payload` (at most 125 bytes, copied before this call returns).

@@ -215,9 +215,9 @@ fn append_whole_message(
         }
         Some(key) => {
             apply_mask(payload, key, 0);
-            buffer.extend_from_slice(payload)
+            buffer.append(payload)
         }
-        None => buffer.extend_from_slice(payload),
+        None => buffer.append(payload),
     };
     appended.map_err(MessageFault::Overflow)?;
     if text {
