@@ -204,6 +204,35 @@ impl FlatBuffer {
         Ok(result)
     }
 
+    /// Appends `n` bytes that `fill` writes into uninitialised room after the readable
+    /// bytes, with one borrow (the read path's unmasking copy of each payload).
+    ///
+    /// # Errors
+    /// [`Error::BufferOverflow`] when the result would exceed `max_size`; `fill` is not
+    /// called.
+    ///
+    /// # Safety
+    /// `fill` must initialise every byte of the slice it is given.
+    #[inline(always)]
+    pub(crate) unsafe fn append_filled(
+        &self,
+        n: usize,
+        fill: impl FnOnce(&mut [MaybeUninit<u8>]),
+    ) -> Result<(), Error> {
+        let mut i = self.inner.borrow_mut();
+        if n > i.max_size - i.readable {
+            return Err(Error::BufferOverflow);
+        }
+        i.make_room(n);
+        let readable = i.readable;
+        fill(&mut i.buf.spare_capacity_mut()[..n]);
+        // SAFETY: the caller guarantees that `fill` initialised the `n` bytes of spare
+        // capacity after the readable ones (the current length).
+        unsafe { i.buf.set_len(readable + n) };
+        i.readable += n;
+        Ok(())
+    }
+
     /// The last `n` readable bytes, for transforming in place (unmasking).
     pub(crate) fn last_mut(&self, n: usize) -> RefMut<'_, [u8]> {
         RefMut::map(self.inner.borrow_mut(), |i| {

@@ -203,15 +203,8 @@ fn append_whole_message(
         // Long payloads are unmasked while copied: one pass over them.
         Some(key) if len >= MASK_COPY_MIN => {
             let src = &*payload;
-            // SAFETY: `mask_copy` writes every byte of the slice it is given, and the
-            // closure reports exactly that many.
-            let copied = unsafe {
-                buffer.append_uninit(len, |dst| {
-                    mask_copy(dst, src, key, 0);
-                    Ok(len)
-                })
-            };
-            copied.map(|_| ())
+            // SAFETY: `mask_copy` writes every byte of the slice it is given.
+            unsafe { buffer.append_filled(len, |dst| _ = mask_copy(dst, src, key, 0)) }
         }
         Some(key) => {
             apply_mask(payload, key, 0);
