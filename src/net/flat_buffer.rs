@@ -58,6 +58,15 @@ impl std::fmt::Debug for FlatBuffer {
 }
 
 impl Inner {
+    /// `Ok` when `n` more readable bytes stay within `max_size`.
+    #[inline(always)]
+    fn check_room(&self, n: usize) -> Result<(), Error> {
+        if n > self.max_size - self.readable {
+            return Err(Error::BufferOverflow);
+        }
+        Ok(())
+    }
+
     /// Drops the prepared room and ensures room for `n` more readable bytes.
     #[inline]
     fn make_room(&mut self, n: usize) {
@@ -148,9 +157,7 @@ impl FlatBuffer {
     /// ```
     pub fn reserve(&self, n: usize) -> Result<(), Error> {
         let mut i = self.inner.borrow_mut();
-        if n > i.max_size - i.readable {
-            return Err(Error::BufferOverflow);
-        }
+        i.check_room(n)?;
         i.make_room(n);
         Ok(())
     }
@@ -169,9 +176,7 @@ impl FlatBuffer {
     /// ```
     pub fn prepare(&self, n: usize) -> Result<RefMut<'_, [u8]>, Error> {
         let mut i = self.inner.borrow_mut();
-        if n > i.max_size - i.readable {
-            return Err(Error::BufferOverflow);
-        }
+        i.check_room(n)?;
         let end = i.readable + n;
         if i.buf.len() < end {
             i.buf.resize(end, 0);
@@ -185,13 +190,15 @@ impl FlatBuffer {
     /// # Safety
     /// When `read` returns `Ok(k)`, it must have initialised the first `k` bytes of the
     /// slice it was given (and `k` is at most its length).
+    #[inline(always)]
     pub(crate) unsafe fn append_uninit(
         &self,
         n: usize,
         read: impl FnOnce(&mut [MaybeUninit<u8>]) -> io::Result<usize>,
     ) -> Result<io::Result<usize>, Error> {
-        self.reserve(n)?;
         let mut i = self.inner.borrow_mut();
+        i.check_room(n)?;
+        i.make_room(n);
         let readable = i.readable;
         let result = read(&mut i.buf.spare_capacity_mut()[..n]);
         if let Ok(k) = result {
@@ -219,18 +226,15 @@ impl FlatBuffer {
         n: usize,
         fill: impl FnOnce(&mut [MaybeUninit<u8>]),
     ) -> Result<(), Error> {
-        let mut i = self.inner.borrow_mut();
-        if n > i.max_size - i.readable {
-            return Err(Error::BufferOverflow);
-        }
-        i.make_room(n);
-        let readable = i.readable;
-        fill(&mut i.buf.spare_capacity_mut()[..n]);
-        // SAFETY: the caller guarantees that `fill` initialised the `n` bytes of spare
-        // capacity after the readable ones (the current length).
-        unsafe { i.buf.set_len(readable + n) };
-        i.readable += n;
-        Ok(())
+        // SAFETY: `fill` initialises all `n` bytes it is given (the caller's guarantee),
+        // and the closure reports exactly those `n`.
+        let appended = unsafe {
+            self.append_uninit(n, |dst| {
+                fill(dst);
+                Ok(n)
+            })
+        };
+        appended.map(|_| ())
     }
 
     /// The last `n` readable bytes, for transforming in place (unmasking).
@@ -311,9 +315,7 @@ impl FlatBuffer {
     #[inline(always)]
     pub(crate) fn append(&self, bytes: &[u8]) -> Result<(), Error> {
         let mut i = self.inner.borrow_mut();
-        if bytes.len() > i.max_size - i.readable {
-            return Err(Error::BufferOverflow);
-        }
+        i.check_room(bytes.len())?;
         i.make_room(bytes.len());
         i.buf.extend_from_slice(bytes);
         i.readable += bytes.len();
