@@ -68,12 +68,20 @@ impl Inner {
     }
 
     /// Drops the prepared room and ensures room for `n` more readable bytes.
-    #[inline]
+    #[inline(always)]
     fn make_room(&mut self, n: usize) {
         self.buf.truncate(self.readable);
         if self.buf.capacity() - self.readable < n {
-            self.buf.reserve(n.max(MIN_GROWTH));
+            self.grow(n);
         }
+    }
+
+    /// Reserves room for `n` more bytes (at least `MIN_GROWTH`): out of line, as most
+    /// appends find room already.
+    #[cold]
+    #[inline(never)]
+    fn grow(&mut self, n: usize) {
+        self.buf.reserve(n.max(MIN_GROWTH));
     }
 }
 
@@ -314,12 +322,13 @@ impl FlatBuffer {
     /// appends every message it delivers whole with it.
     #[inline(always)]
     pub(crate) fn append(&self, bytes: &[u8]) -> Result<(), Error> {
-        let mut i = self.inner.borrow_mut();
-        i.check_room(bytes.len())?;
-        i.make_room(bytes.len());
-        i.buf.extend_from_slice(bytes);
-        i.readable += bytes.len();
-        Ok(())
+        // SAFETY: the copy initialises every byte it is given (`dst` is `bytes.len()` long,
+        // and a fresh borrow of spare capacity cannot overlap `bytes`).
+        unsafe {
+            self.append_filled(bytes.len(), |dst| {
+                std::ptr::copy_nonoverlapping(bytes.as_ptr(), dst.as_mut_ptr().cast(), dst.len())
+            })
+        }
     }
 
     /// Takes the readable bytes out as `Bytes`, without copying; the buffer becomes empty.
