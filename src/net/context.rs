@@ -90,7 +90,7 @@ pub(crate) trait Flush {
 pub(crate) struct Inner {
     poll: RefCell<mio::Poll>,
     registry: mio::Registry,
-    ready: RefCell<ReadyQueue>,
+    ready: ReadyQueue,
     objects: RefCell<Slab<Registration>>,
     next_generation: Cell<u32>,
     signals: RefCell<Vec<(IoToken, Readiness)>>,
@@ -187,7 +187,7 @@ impl IoContext {
         let inner = Inner {
             poll: RefCell::new(poll),
             registry,
-            ready: RefCell::new(ReadyQueue::with_capacity(64)),
+            ready: ReadyQueue::with_capacity(64),
             objects: RefCell::new(Slab::new()),
             next_generation: Cell::new(1),
             signals: RefCell::new(Vec::new()),
@@ -575,7 +575,7 @@ impl Inner {
             drop_after_shutdown(item);
             return;
         }
-        let slot = self.ready.borrow_mut().push_slot();
+        let slot = self.ready.push_slot();
         // SAFETY: the slot is the queue's new last one, empty; nothing uses the queue
         // between its reservation and this write.
         unsafe { slot.write(item) };
@@ -583,7 +583,7 @@ impl Inner {
 
     fn has_work(&self) -> bool {
         self.work.get() > 0
-            || !self.ready.borrow().is_empty()
+            || !self.ready.is_empty()
             || !self.signals.borrow().is_empty()
             || !self.flushes.borrow().is_empty()
             || !self.held_flushes.borrow().is_empty()
@@ -618,7 +618,7 @@ impl Inner {
             // the OS between such rounds would cost a system call for nothing. The bound
             // keeps I/O polled between batches, so that a chain of posts cannot starve it.
             for _ in 0..BATCHES_PER_TURN {
-                let batch = self.ready.borrow().len();
+                let batch = self.ready.len();
                 if batch == 0 {
                     break;
                 }
@@ -631,7 +631,7 @@ impl Inner {
                     if count == limit || self.stopped.get() {
                         return count;
                     }
-                    if !ReadyQueue::pop_and_run(&self.ready) {
+                    if !self.ready.pop_and_run() {
                         break;
                     }
                     count += 1;
@@ -646,7 +646,7 @@ impl Inner {
             }
             // Cross-thread tasks left over from a full turn have no wake-up on the way (the
             // `notified` flag suppresses it), so they too forbid sleeping.
-            let busy = !self.ready.borrow().is_empty()
+            let busy = !self.ready.is_empty()
                 || !self.signals.borrow().is_empty()
                 || !self.held_flushes.borrow().is_empty()
                 || self.remote_pending();
@@ -668,7 +668,7 @@ impl Inner {
             };
             let progressed = self.poll_io(timeout);
             let fired = self.fire_timers();
-            if !block && !progressed && !fired && self.ready.borrow().is_empty() {
+            if !block && !progressed && !fired && self.ready.is_empty() {
                 return count;
             }
         }
@@ -835,7 +835,7 @@ impl Inner {
         // Repeat until nothing is left: dropping a handler can drop objects that park or
         // queue more (for example a timer whose drop cancels a wait).
         for _ in 0..64 {
-            let ready = std::mem::take(&mut *self.ready.borrow_mut());
+            let ready = self.ready.take_all();
             let objects: Vec<Rc<dyn IoObject>> = self
                 .objects
                 .borrow()
