@@ -67,6 +67,14 @@ impl Inner {
         Ok(())
     }
 
+    /// [`check_room`](Inner::check_room), then [`make_room`](Inner::make_room).
+    #[inline(always)]
+    fn reserve(&mut self, n: usize) -> Result<(), Error> {
+        self.check_room(n)?;
+        self.make_room(n);
+        Ok(())
+    }
+
     /// Drops the prepared room and ensures room for `n` more readable bytes.
     #[inline(always)]
     fn make_room(&mut self, n: usize) {
@@ -164,10 +172,7 @@ impl FlatBuffer {
     /// assert_eq!(b.reserve(11), Err(rbeast::Error::BufferOverflow));
     /// ```
     pub fn reserve(&self, n: usize) -> Result<(), Error> {
-        let mut i = self.inner.borrow_mut();
-        i.check_room(n)?;
-        i.make_room(n);
-        Ok(())
+        self.inner.borrow_mut().reserve(n)
     }
 
     /// Returns a writable area of exactly `n` bytes after the readable bytes (Beast's
@@ -205,8 +210,7 @@ impl FlatBuffer {
         read: impl FnOnce(&mut [MaybeUninit<u8>]) -> io::Result<usize>,
     ) -> Result<io::Result<usize>, Error> {
         let mut i = self.inner.borrow_mut();
-        i.check_room(n)?;
-        i.make_room(n);
+        i.reserve(n)?;
         let readable = i.readable;
         let result = read(&mut i.buf.spare_capacity_mut()[..n]);
         if let Ok(k) = result {

@@ -23,10 +23,15 @@ pub(crate) struct ReadyQueue {
 impl ReadyQueue {
     /// An empty queue with room for `capacity` handlers (rounded up to a power of two).
     pub(crate) fn with_capacity(capacity: usize) -> ReadyQueue {
+        ReadyQueue::from_ring(empty_slots(capacity.next_power_of_two()), 0, 0)
+    }
+
+    /// A queue over `slots`, of which `head .. head + len` (wrapping) hold handlers.
+    fn from_ring(slots: Box<[MaybeUninit<Ready>]>, head: usize, len: usize) -> ReadyQueue {
         ReadyQueue {
-            slots: UnsafeCell::new(empty_slots(capacity.next_power_of_two())),
-            head: Cell::new(0),
-            len: Cell::new(0),
+            slots: UnsafeCell::new(slots),
+            head: Cell::new(head),
+            len: Cell::new(len),
         }
     }
 
@@ -122,11 +127,7 @@ impl ReadyQueue {
     pub(crate) fn take_all(&self) -> ReadyQueue {
         // SAFETY: as in `capacity`; the ring is moved out whole with its bookkeeping.
         let slots = mem::take(unsafe { &mut *self.slots.get() });
-        ReadyQueue {
-            slots: UnsafeCell::new(slots),
-            head: Cell::new(self.head.replace(0)),
-            len: Cell::new(self.len.replace(0)),
-        }
+        ReadyQueue::from_ring(slots, self.head.replace(0), self.len.replace(0))
     }
 
     /// Doubles the ring, moving the handlers to its start in order.
@@ -157,11 +158,7 @@ fn empty_slots(capacity: usize) -> Box<[MaybeUninit<Ready>]> {
 
 impl Default for ReadyQueue {
     fn default() -> ReadyQueue {
-        ReadyQueue {
-            slots: UnsafeCell::new(Box::new([])),
-            head: Cell::new(0),
-            len: Cell::new(0),
-        }
+        ReadyQueue::from_ring(Box::new([]), 0, 0)
     }
 }
 
