@@ -30,7 +30,7 @@ struct Client {
 }
 
 impl Client {
-    fn fail(&self, what: &str, e: &Error) {
+    fn fail(&self, what: &str, e: &dyn std::fmt::Display) {
         eprintln!("{what}: {e}");
         self.failed.set(true);
     }
@@ -141,7 +141,7 @@ fn start(c: Rc<Client>) {
             }
             let text = b.to_string_lossy();
             let Ok(count) = text.trim().parse::<usize>() else {
-                return c.fail("case count", &Error::InvalidArgument("not a number"));
+                return c.fail("case count", &format_args!("not a number: {text:?}"));
             };
             println!("{count} cases");
             // The suite closes this connection; complete the handshake, then run.

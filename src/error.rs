@@ -45,8 +45,9 @@ pub enum Error {
     /// A buffer would have to grow past its `max_size` (Beast's `buffer_overflow`). For a
     /// WebSocket read the stream is failed afterwards, as in Beast.
     BufferOverflow,
-    /// An argument or option is out of range (Beast throws `std::invalid_argument`).
-    InvalidArgument(&'static str),
+    /// An argument or option is out of range (Beast throws `std::invalid_argument`);
+    /// [`ArgumentError`] says which.
+    InvalidArgument(ArgumentError),
 
     // ---- WebSocket: graceful close and size limits ----
     /// The WebSocket connection was closed with the closing handshake (Beast's `closed`).
@@ -136,6 +137,102 @@ pub enum Error {
     /// A TLS failure: the handshake failed, the peer sent a fatal alert, its bytes are not
     /// valid TLS, or a configuration is unusable. [`TlsError::kind`] tells which.
     Tls(TlsError),
+}
+
+/// Which argument or option was out of range (see [`Error::InvalidArgument`]).
+///
+/// Beast throws `std::invalid_argument` with a message; rbeast names each case so that it
+/// can be matched, and [`Display`](fmt::Display) gives the message.
+///
+/// ```
+/// use rbeast::proto::close::{CloseCode, CloseReason};
+/// use rbeast::{ArgumentError, Error};
+/// let e = CloseReason::with_reason(CloseCode::NORMAL, &"x".repeat(124)).unwrap_err();
+/// assert_eq!(e, Error::InvalidArgument(ArgumentError::CloseReasonTooLong));
+/// assert!(e.to_string().contains("123 bytes"));
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ArgumentError {
+    /// `write_buffer_bytes` is below Beast's minimum of 8.
+    WriteBufferBytesTooSmall,
+    /// A ping or pong payload is longer than 125 bytes.
+    ControlPayloadTooLong,
+    /// A close reason is longer than 123 bytes.
+    CloseReasonTooLong,
+    /// A close reason has text but no close code.
+    CloseReasonWithoutCode,
+    /// A close code that must not be sent: reserved, undefined or out of range.
+    CloseCodeNotSendable,
+    /// permessage-deflate `server_max_window_bits` is outside 9..=15.
+    ServerMaxWindowBits,
+    /// permessage-deflate `client_max_window_bits` is outside 9..=15.
+    ClientMaxWindowBits,
+    /// permessage-deflate `comp_level` is above 9.
+    CompLevel,
+    /// permessage-deflate `mem_level` is outside 1..=9.
+    MemLevel,
+    /// A deflate call was given less output room than `MIN_DEFLATE_CHUNK`.
+    DeflateChunkTooSmall,
+    /// An inflate call was given no room to inflate into.
+    NoRoomToInflate,
+    /// The handshake's request target cannot be sent as a URI.
+    HandshakeTarget,
+    /// The handshake's host cannot be sent in a Host field.
+    HandshakeHost,
+    /// The handshake's key cannot be sent in a Sec-WebSocket-Key field.
+    HandshakeKey,
+    /// The permessage-deflate offer cannot be sent in a Sec-WebSocket-Extensions field.
+    DeflateOffer,
+    /// A subprotocol is not an HTTP token, so it cannot be offered.
+    Subprotocol,
+    /// The server's accept hook chose a subprotocol the client did not offer.
+    SubprotocolNotOffered,
+    /// A handshake parser was fed again after it had finished.
+    ParserFinished,
+    /// A TLS handshake was started on a stream whose handshake was already done.
+    TlsHandshakeDone,
+}
+
+impl ArgumentError {
+    /// The message Display shows after "invalid argument: ".
+    ///
+    /// ```
+    /// assert_eq!(
+    ///     rbeast::ArgumentError::ControlPayloadTooLong.message(),
+    ///     "control payload over 125 bytes"
+    /// );
+    /// ```
+    pub fn message(self) -> &'static str {
+        use ArgumentError::*;
+        match self {
+            WriteBufferBytesTooSmall => "write_buffer_bytes must be at least 8",
+            ControlPayloadTooLong => "control payload over 125 bytes",
+            CloseReasonTooLong => "close reason longer than 123 bytes",
+            CloseReasonWithoutCode => "a close reason needs a close code",
+            CloseCodeNotSendable => "reserved or undefined close code",
+            ServerMaxWindowBits => "invalid server_max_window_bits",
+            ClientMaxWindowBits => "invalid client_max_window_bits",
+            CompLevel => "invalid comp_level",
+            MemLevel => "invalid mem_level",
+            DeflateChunkTooSmall => "deflate chunk smaller than MIN_DEFLATE_CHUNK",
+            NoRoomToInflate => "no room to inflate into",
+            HandshakeTarget => "the request target cannot be sent",
+            HandshakeHost => "the host cannot be sent",
+            HandshakeKey => "the key cannot be sent",
+            DeflateOffer => "the permessage-deflate offer cannot be sent",
+            Subprotocol => "subprotocol is not a token",
+            SubprotocolNotOffered => "the chosen subprotocol was not offered",
+            ParserFinished => "the parser has already finished",
+            TlsHandshakeDone => "the TLS handshake was already done",
+        }
+    }
+}
+
+impl fmt::Display for ArgumentError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.message())
+    }
 }
 
 /// What went wrong in a TLS connection or its configuration (see [`Error::Tls`]).
@@ -497,7 +594,7 @@ mod tests {
 
     #[test]
     fn error_stays_small() {
-        assert!(std::mem::size_of::<Error>() <= 24);
-        assert!(std::mem::size_of::<Result<()>>() <= 24);
+        assert_eq!(std::mem::size_of::<Error>(), 16);
+        assert_eq!(std::mem::size_of::<Result<()>>(), 16);
     }
 }

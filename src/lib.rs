@@ -45,5 +45,5 @@ pub mod test;
 pub mod tls;
 pub mod websocket;
 
-pub use error::{Condition, Error, Result, TlsError, TlsErrorKind};
+pub use error::{ArgumentError, Condition, Error, Result, TlsError, TlsErrorKind};
 pub use role::Role;

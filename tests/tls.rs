@@ -19,7 +19,7 @@ use rbeast::proto::deflate::PermessageDeflate;
 use rbeast::test::{self, fail_handler, fail_wait, success_handler, success_wait};
 use rbeast::tls::{self, HandshakeType};
 use rbeast::websocket::{self, FrameType};
-use rbeast::{Error, TlsError, TlsErrorKind};
+use rbeast::{ArgumentError, Error, TlsError, TlsErrorKind};
 
 type Wss = websocket::Stream<tls::Stream<TcpStream>>;
 type MemWss = websocket::Stream<tls::Stream<test::Stream>>;
@@ -387,7 +387,7 @@ fn the_handshake_handler_never_runs_inside_the_call_and_runs_once() {
     // Once is enough.
     client.async_handshake(
         HandshakeType::Client,
-        fail_wait(Error::InvalidArgument("the TLS handshake was already done")),
+        fail_wait(Error::InvalidArgument(ArgumentError::TlsHandshakeDone)),
     );
     ctx.run();
 }

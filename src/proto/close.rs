@@ -1,7 +1,7 @@
 //! Close codes and close reasons (RFC 6455 §5.5.1, §7.4): parsing the payload of a received
 //! close frame and building the payload of one we send.
 
-use crate::Error;
+use crate::{ArgumentError, Error};
 use std::fmt;
 
 /// The largest close reason: a control payload holds 125 bytes, two of them the code.
@@ -137,7 +137,7 @@ impl CloseReason {
     /// ```
     pub fn with_reason(code: CloseCode, reason: &str) -> Result<Self, Error> {
         if reason.len() > MAX_REASON_LEN {
-            return Err(Error::InvalidArgument("close reason longer than 123 bytes"));
+            return Err(Error::InvalidArgument(ArgumentError::CloseReasonTooLong));
         }
         let mut cr = CloseReason::new(code);
         cr.reason[..reason.len()].copy_from_slice(reason.as_bytes());
@@ -221,12 +221,14 @@ impl CloseReason {
     pub fn validate_for_send(&self) -> Result<(), Error> {
         if !self.is_set() {
             if self.reason_len != 0 {
-                return Err(Error::InvalidArgument("a close reason needs a close code"));
+                return Err(Error::InvalidArgument(
+                    ArgumentError::CloseReasonWithoutCode,
+                ));
             }
             return Ok(());
         }
         if !self.code.is_valid() {
-            return Err(Error::InvalidArgument("reserved or undefined close code"));
+            return Err(Error::InvalidArgument(ArgumentError::CloseCodeNotSendable));
         }
         Ok(())
     }
@@ -378,17 +380,20 @@ mod tests {
         assert_eq!(CloseReason::parse(&out[..n]).unwrap(), cr);
         for bad in [999u16, 1004, 1005, 1006, 1015, 1016, 2999, 5000] {
             let e = CloseReason::new(CloseCode(bad)).encode(&mut out);
-            assert!(matches!(e, Err(Error::InvalidArgument(_))), "{bad}");
+            let expected = Error::InvalidArgument(ArgumentError::CloseCodeNotSendable);
+            assert_eq!(e, Err(expected), "{bad}");
         }
         let no_code_with_text = CloseReason::with_reason(CloseCode::NONE, "x").unwrap();
-        assert!(matches!(
+        assert_eq!(
             no_code_with_text.encode(&mut out),
-            Err(Error::InvalidArgument(_))
-        ));
-        assert!(matches!(
+            Err(Error::InvalidArgument(
+                ArgumentError::CloseReasonWithoutCode
+            ))
+        );
+        assert_eq!(
             CloseReason::from_reason(&"x".repeat(124)),
-            Err(Error::InvalidArgument(_))
-        ));
+            Err(Error::InvalidArgument(ArgumentError::CloseReasonTooLong))
+        );
     }
 
     #[test]

@@ -11,7 +11,7 @@ use super::engine::Pulled;
 use super::records::Connection;
 use super::stream::{Shared, Stream};
 use crate::net::Transport;
-use crate::Error;
+use crate::{ArgumentError, Error};
 
 /// Which side of the TLS handshake to take (Beast's `ssl::stream_base::handshake_type`).
 ///
@@ -137,7 +137,7 @@ impl<T: Transport> Stream<T> {
             } else if shared.ops.borrow().handshake.is_some() {
                 Some(Error::AlreadyStarted)
             } else if engine.conn.is_some() {
-                Some(Error::InvalidArgument("the TLS handshake was already done"))
+                Some(Error::InvalidArgument(ArgumentError::TlsHandshakeDone))
             } else {
                 None
             }

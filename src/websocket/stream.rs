@@ -17,7 +17,7 @@ use crate::proto::close::CloseReason;
 use crate::proto::deflate::{PermessageDeflate, PermessageDeflateStatus};
 use crate::proto::frame::{Opcode, MAX_CONTROL_PAYLOAD};
 use crate::proto::handshake::{AcceptDecision, RequestType, ResponseType};
-use crate::{Error, Role};
+use crate::{ArgumentError, Error, Role};
 
 pub(crate) struct Inner<T: Transport> {
     pub(crate) handle: Handle,
@@ -510,7 +510,7 @@ impl<T: Transport> Stream<T> {
     pub fn set_write_buffer_bytes(&self, n: usize) -> Result<(), Error> {
         if n < 8 {
             return Err(Error::InvalidArgument(
-                "write_buffer_bytes must be at least 8",
+                ArgumentError::WriteBufferBytesTooSmall,
             ));
         }
         self.core().opts.set_write_buffer_bytes(n);
@@ -1363,7 +1363,7 @@ impl<T: Transport> Stream<T> {
                 if core.close_started() || core.status != Status::Open {
                     Err(Error::OperationAborted)
                 } else if payload.len() > MAX_CONTROL_PAYLOAD {
-                    Err(Error::InvalidArgument("control payload over 125 bytes"))
+                    Err(Error::InvalidArgument(ArgumentError::ControlPayloadTooLong))
                 } else {
                     Ok(())
                 }

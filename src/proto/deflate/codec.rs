@@ -8,7 +8,7 @@ use bytes::BufMut;
 use flate2::{Compress, Compression, Decompress, FlushCompress, FlushDecompress, Status};
 
 use super::{PermessageDeflate, PmdParams};
-use crate::{Error, Result, Role};
+use crate::{ArgumentError, Error, Result, Role};
 
 /// The four bytes a sync flush ends with, removed by the sender and restored by the receiver.
 const TAIL: [u8; 4] = [0x00, 0x00, 0xff, 0xff];
@@ -159,9 +159,7 @@ impl Deflater {
         max_out: usize,
     ) -> Result<DeflateProgress> {
         if max_out < MIN_DEFLATE_CHUNK {
-            return Err(Error::InvalidArgument(
-                "deflate chunk smaller than MIN_DEFLATE_CHUNK",
-            ));
+            return Err(Error::InvalidArgument(ArgumentError::DeflateChunkTooSmall));
         }
         if out.remaining_mut() < max_out {
             return Err(Error::BufferOverflow);
@@ -432,7 +430,7 @@ impl Inflater {
         limit: usize,
     ) -> Result<InflateProgress> {
         if out.is_empty() {
-            return Err(Error::InvalidArgument("no room to inflate into"));
+            return Err(Error::InvalidArgument(ArgumentError::NoRoomToInflate));
         }
         let nct = self.no_context_takeover;
         let st = self.state_mut();

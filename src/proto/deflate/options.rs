@@ -1,6 +1,6 @@
 //! The permessage-deflate option (Beast's `websocket::permessage_deflate`).
 
-use crate::{Error, Result};
+use crate::{ArgumentError, Error, Result};
 
 /// permessage-deflate settings of a stream (RFC 7692), with Beast's fields and defaults.
 ///
@@ -66,16 +66,16 @@ impl PermessageDeflate {
     /// ```
     pub fn validate(&self) -> Result<()> {
         if !(9..=15).contains(&self.server_max_window_bits) {
-            return Err(Error::InvalidArgument("invalid server_max_window_bits"));
+            return Err(Error::InvalidArgument(ArgumentError::ServerMaxWindowBits));
         }
         if !(9..=15).contains(&self.client_max_window_bits) {
-            return Err(Error::InvalidArgument("invalid client_max_window_bits"));
+            return Err(Error::InvalidArgument(ArgumentError::ClientMaxWindowBits));
         }
         if self.comp_level > 9 {
-            return Err(Error::InvalidArgument("invalid comp_level"));
+            return Err(Error::InvalidArgument(ArgumentError::CompLevel));
         }
         if !(1..=9).contains(&self.mem_level) {
-            return Err(Error::InvalidArgument("invalid mem_level"));
+            return Err(Error::InvalidArgument(ArgumentError::MemLevel));
         }
         Ok(())
     }

@@ -9,7 +9,7 @@ use http::{HeaderMap, HeaderValue, Method, Response, StatusCode, Uri, Version};
 use super::token::{has_token, list_items, trim_ows};
 use super::{accept_key, generate_key, write_request, Negotiated, RequestType};
 use crate::proto::deflate::{check_reply, client_offer, PermessageDeflate};
-use crate::{Error, Result};
+use crate::{ArgumentError, Error, Result};
 
 /// What a client offers in its upgrade request.
 ///
@@ -108,36 +108,39 @@ impl ClientHandshake {
         decorator: &mut dyn FnMut(&mut RequestType),
     ) -> Result<Self> {
         config.deflate.validate()?;
-        fn bad<E>(what: &'static str) -> impl Fn(E) -> Error {
+        fn bad<E>(what: ArgumentError) -> impl Fn(E) -> Error {
             move |_| Error::InvalidArgument(what)
         }
         let mut request = RequestType::new(());
         *request.method_mut() = Method::GET;
         *request.version_mut() = Version::HTTP_11;
-        *request.uri_mut() = Uri::try_from(target).map_err(bad("target"))?;
+        *request.uri_mut() = Uri::try_from(target).map_err(bad(ArgumentError::HandshakeTarget))?;
         let h = request.headers_mut();
-        h.insert(HOST, HeaderValue::from_str(host).map_err(bad("host"))?);
+        h.insert(
+            HOST,
+            HeaderValue::from_str(host).map_err(bad(ArgumentError::HandshakeHost))?,
+        );
         h.insert(UPGRADE, HeaderValue::from_static("websocket"));
         h.insert(CONNECTION, HeaderValue::from_static("Upgrade"));
         h.insert(
             SEC_WEBSOCKET_KEY,
-            HeaderValue::from_str(&key).map_err(bad("key"))?,
+            HeaderValue::from_str(&key).map_err(bad(ArgumentError::HandshakeKey))?,
         );
         h.insert(SEC_WEBSOCKET_VERSION, HeaderValue::from_static("13"));
         if let Some(offer) = client_offer(&config.deflate) {
             h.insert(
                 SEC_WEBSOCKET_EXTENSIONS,
-                HeaderValue::from_str(&offer).map_err(bad("offer"))?,
+                HeaderValue::from_str(&offer).map_err(bad(ArgumentError::DeflateOffer))?,
             );
         }
         if !config.subprotocols.is_empty() {
             if !config.subprotocols.iter().all(|p| is_token(p.as_bytes())) {
-                return Err(Error::InvalidArgument("subprotocol is not a token"));
+                return Err(Error::InvalidArgument(ArgumentError::Subprotocol));
             }
             let list = config.subprotocols.join(", ");
             h.insert(
                 SEC_WEBSOCKET_PROTOCOL,
-                HeaderValue::from_str(&list).map_err(bad("subprotocol"))?,
+                HeaderValue::from_str(&list).map_err(bad(ArgumentError::Subprotocol))?,
             );
         }
         decorator(&mut request);

@@ -13,7 +13,7 @@ use http::{
 };
 
 use super::{RequestType, ResponseType};
-use crate::{Error, Result};
+use crate::{ArgumentError, Error, Result};
 
 /// Default bound on the size of a handshake header: 8 KiB. Beast uses 1536 bytes for
 /// requests, which real browsers with many cookies exceed.
@@ -181,9 +181,7 @@ impl RequestParser {
     /// ```
     pub fn feed(&mut self, input: &[u8]) -> Result<Option<Parsed<RequestType>>> {
         if self.done {
-            return Err(Error::InvalidArgument(
-                "the request parser has already finished",
-            ));
+            return Err(Error::InvalidArgument(ArgumentError::ParserFinished));
         }
         let Some(consumed) = self.scanner.feed(input, self.opts.max_header_bytes)? else {
             return Ok(None);
@@ -270,9 +268,7 @@ impl ResponseParser {
     /// ```
     pub fn feed(&mut self, input: &[u8]) -> Result<Option<Parsed<ResponseType>>> {
         match std::mem::replace(&mut self.state, ResponseState::Done) {
-            ResponseState::Done => Err(Error::InvalidArgument(
-                "the response parser has already finished",
-            )),
+            ResponseState::Done => Err(Error::InvalidArgument(ArgumentError::ParserFinished)),
             ResponseState::Header => {
                 let Some(used) = self.scanner.feed(input, self.opts.max_header_bytes)? else {
                     self.state = ResponseState::Header;

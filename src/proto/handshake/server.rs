@@ -9,7 +9,7 @@ use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, Versio
 use super::token::{has_token, list_items, trim_ows};
 use super::{accept_key, write_response, Negotiated, ResponseType, MAX_SEC_KEY_LEN};
 use crate::proto::deflate::{negotiate, read_params, PermessageDeflate};
-use crate::{Error, Result};
+use crate::{ArgumentError, Error, Result};
 
 /// The interim response a server writes first when the request has
 /// `Expect: 100-continue`.
@@ -384,7 +384,7 @@ pub fn accept<B>(
                 res.headers_mut().insert(SEC_WEBSOCKET_PROTOCOL, v);
             }
             None => {
-                let e = Error::InvalidArgument("the chosen subprotocol was not offered");
+                let e = Error::InvalidArgument(ArgumentError::SubprotocolNotOffered);
                 let (res, r) = failure(StatusCode::INTERNAL_SERVER_ERROR, e);
                 return finish(res, r);
             }
