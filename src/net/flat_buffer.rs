@@ -93,6 +93,20 @@ impl Inner {
     }
 }
 
+/// What [`FlatBuffer::append_uninit`] calls to write into the room it reserved: a closure,
+/// or a type whose `fill` is always inlined into the caller (a closure's body may not be).
+pub(crate) trait Fill {
+    /// Writes into `dst`; returns how many bytes (from its start) it initialised.
+    fn fill(self, dst: &mut [MaybeUninit<u8>]) -> io::Result<usize>;
+}
+
+impl<F: FnOnce(&mut [MaybeUninit<u8>]) -> io::Result<usize>> Fill for F {
+    #[inline(always)]
+    fn fill(self, dst: &mut [MaybeUninit<u8>]) -> io::Result<usize> {
+        self(dst)
+    }
+}
+
 impl FlatBuffer {
     /// An empty buffer with no bound beyond memory (`max_size` = `usize::MAX`).
     ///
@@ -207,12 +221,12 @@ impl FlatBuffer {
     pub(crate) unsafe fn append_uninit(
         &self,
         n: usize,
-        read: impl FnOnce(&mut [MaybeUninit<u8>]) -> io::Result<usize>,
+        read: impl Fill,
     ) -> Result<io::Result<usize>, Error> {
         let mut i = self.inner.borrow_mut();
         i.reserve(n)?;
         let readable = i.readable;
-        let result = read(&mut i.buf.spare_capacity_mut()[..n]);
+        let result = read.fill(&mut i.buf.spare_capacity_mut()[..n]);
         if let Ok(k) = result {
             let k = k.min(n);
             // SAFETY: the caller guarantees that `read` initialised the first `k` bytes of
@@ -241,7 +255,7 @@ impl FlatBuffer {
         // SAFETY: `fill` initialises all `n` bytes it is given (the caller's guarantee),
         // and the closure reports exactly those `n`.
         let appended = unsafe {
-            self.append_uninit(n, |dst| {
+            self.append_uninit(n, |dst: &mut [MaybeUninit<u8>]| {
                 fill(dst);
                 Ok(n)
             })

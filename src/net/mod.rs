@@ -23,6 +23,7 @@ mod transport;
 
 pub use context::{Handle, IoContext, DEFAULT_POST_CAPACITY};
 pub use executor::{Executor, WorkGuard};
+pub(crate) use flat_buffer::Fill;
 pub use flat_buffer::FlatBuffer;
 pub use pool::ContextPool;
 pub use readiness::Readiness;

@@ -48,7 +48,11 @@ impl<T: Transport> Core<T> {
         let read = match any.downcast_mut::<TcpStream>() {
             // SAFETY: `TcpStream::read_uninit` returns how many bytes at the start of the
             // slice it initialised (socket2's `recv` contract).
-            Some(tcp) => unsafe { buffer.append_uninit(want, |spare| tcp.read_uninit(spare)) },
+            Some(tcp) => unsafe {
+                buffer.append_uninit(want, |spare: &mut [std::mem::MaybeUninit<u8>]| {
+                    tcp.read_uninit(spare)
+                })
+            },
             None => match buffer.prepare(want) {
                 Ok(mut area) => {
                     let read = self.transport.read(&mut area);

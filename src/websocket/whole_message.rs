@@ -7,11 +7,14 @@
 
 use super::core::{Consumer, Core, Status, Step, MASK_COPY_MIN};
 use super::read_buffer::ReadBuffer;
+use crate::net::Fill;
 use crate::net::{FlatBuffer, Handle, Transport};
 use crate::proto::frame::{FrameHeader, Opcode};
-use crate::proto::mask::{apply_mask, mask_copy};
+use crate::proto::mask::{mask_copy, mask_copy_short};
 use crate::proto::utf8;
 use crate::Error;
+use std::io;
+use std::mem::MaybeUninit;
 
 impl<T: Transport> Core<T> {
     /// Completes the read in progress with the next message when, at a frame boundary, the
@@ -184,6 +187,21 @@ pub(crate) enum MessageFault {
     BadPayload(Error),
 }
 
+/// Unmasks a short payload into the room [`FlatBuffer::append_uninit`] reserved (the whole
+/// slice), inlined into the read path.
+struct UnmaskShort<'a> {
+    src: &'a [u8],
+    key: [u8; 4],
+}
+
+impl Fill for UnmaskShort<'_> {
+    #[inline(always)]
+    fn fill(self, dst: &mut [MaybeUninit<u8>]) -> io::Result<usize> {
+        mask_copy_short(dst, self.src, self.key, 0);
+        Ok(self.src.len())
+    }
+}
+
 /// Appends the payload of the whole message `header` (its `header_len` header bytes at the
 /// front of `rd_buf`, its payload all buffered after them) to `buffer`, unmasked, and checks
 /// a text payload. `Ok(len)` with the message consumed from `rd_buf`; on a fault nothing of
@@ -207,8 +225,14 @@ fn append_whole_message(
             unsafe { buffer.append_filled(len, |dst| _ = mask_copy(dst, src, key, 0)) }
         }
         Some(key) => {
-            apply_mask(payload, key, 0);
-            buffer.append(payload)
+            let src = &*payload;
+            // SAFETY: `mask_copy_short` writes every byte of the slice it is given.
+            // SAFETY: `UnmaskShort` initialises every byte of the slice it is given.
+            unsafe {
+                buffer
+                    .append_uninit(len, UnmaskShort { src, key })
+                    .map(|_| ())
+            }
         }
         None => buffer.append(payload),
     };
