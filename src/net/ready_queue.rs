@@ -20,6 +20,15 @@ pub(crate) struct ReadyQueue {
     len: Cell<usize>,
 }
 
+/// [`ReadyQueue::grow`] behind a boundary that a panic cannot cross (it aborts, as running
+/// out of memory does anyway), so that a push needs no unwinding path that would drop the
+/// record it is about to write.
+#[cold]
+#[inline(never)]
+extern "C" fn grow_without_unwinding(queue: &ReadyQueue) {
+    queue.grow();
+}
+
 impl ReadyQueue {
     /// An empty queue with room for `capacity` handlers (rounded up to a power of two).
     pub(crate) fn with_capacity(capacity: usize) -> ReadyQueue {
@@ -67,7 +76,7 @@ impl ReadyQueue {
     pub(crate) fn push_slot(&self) -> *mut Ready {
         let len = self.len.get();
         if len == self.capacity() {
-            self.grow();
+            grow_without_unwinding(self);
         }
         self.len.set(len + 1);
         self.slot(self.head.get() + len)
