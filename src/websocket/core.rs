@@ -10,6 +10,7 @@
 
 use std::cell::RefCell;
 use std::io;
+use std::mem::MaybeUninit;
 use std::net::Shutdown;
 use std::rc::Rc;
 
@@ -883,11 +884,10 @@ impl<T: Transport> Core<T> {
                 // SAFETY: `mask_copy` writes every byte of the slice it is given, and the
                 // closure reports exactly that many.
                 let copied = unsafe {
-                    op.buffer
-                        .append_uninit(n, |dst: &mut [std::mem::MaybeUninit<u8>]| {
-                            self.rd_phase = mask_copy(dst, src, key, phase);
-                            Ok(n)
-                        })
+                    op.buffer.append_uninit(n, |dst: &mut [MaybeUninit<u8>]| {
+                        self.rd_phase = mask_copy(dst, src, key, phase);
+                        Ok(n)
+                    })
                 };
                 copied.map(|_| ())
             }

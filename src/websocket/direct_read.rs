@@ -10,6 +10,7 @@
 
 use std::any::Any;
 use std::io;
+use std::mem::MaybeUninit;
 
 use super::core::{Consumer, Core, Status, Step};
 use crate::net::{Handle, TcpStream, Transport};
@@ -49,9 +50,7 @@ impl<T: Transport> Core<T> {
             // SAFETY: `TcpStream::read_uninit` returns how many bytes at the start of the
             // slice it initialised (socket2's `recv` contract).
             Some(tcp) => unsafe {
-                buffer.append_uninit(want, |spare: &mut [std::mem::MaybeUninit<u8>]| {
-                    tcp.read_uninit(spare)
-                })
+                buffer.append_uninit(want, |spare: &mut [MaybeUninit<u8>]| tcp.read_uninit(spare))
             },
             None => match buffer.prepare(want) {
                 Ok(mut area) => {

@@ -7,8 +7,7 @@
 
 use super::core::{Consumer, Core, Status, Step, MASK_COPY_MIN};
 use super::read_buffer::ReadBuffer;
-use crate::net::Fill;
-use crate::net::{FlatBuffer, Handle, Transport};
+use crate::net::{Fill, FlatBuffer, Handle, Transport};
 use crate::proto::frame::{FrameHeader, Opcode};
 use crate::proto::mask::{mask_copy, mask_copy_short};
 use crate::proto::utf8;
@@ -226,8 +225,8 @@ fn append_whole_message(
         }
         Some(key) => {
             let src = &*payload;
-            // SAFETY: `mask_copy_short` writes every byte of the slice it is given.
-            // SAFETY: `UnmaskShort` initialises every byte of the slice it is given.
+            // SAFETY: `UnmaskShort` initialises every byte of the slice it is given and
+            // reports exactly that many.
             unsafe {
                 buffer
                     .append_uninit(len, UnmaskShort { src, key })
