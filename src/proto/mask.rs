@@ -120,6 +120,8 @@ mod wide {
         }
     }
 
+    /// Out of line, as `xor_in_place_if_supported`.
+    #[inline(never)]
     pub(super) fn xor_copy_if_supported(dst: &mut [MaybeUninit<u8>], src: &[u8], k: [u8; 4]) {
         if std::is_x86_feature_detected!("avx2") {
             // SAFETY: the processor supports AVX2, checked just above.
@@ -155,56 +157,36 @@ fn in_phase(key: [u8; 4], phase: usize) -> [u8; 4] {
     ]
 }
 
-/// What both unmasking copies start with: the lengths checked, the key turned to the phase
-/// of `offset`, and the offset after the last byte.
-#[inline(always)]
-fn copy_phase(
-    dst: &[MaybeUninit<u8>],
-    src: &[u8],
-    key: [u8; 4],
-    offset: usize,
-) -> ([u8; 4], usize) {
-    assert_eq!(dst.len(), src.len(), "mask_copy needs equal lengths");
-    let phase = offset & 3;
-    (in_phase(key, phase), (phase + src.len()) & 3)
-}
-
 /// Writes `src` XORed with `key` into `dst`, which must be as long: unmasking and copying in
 /// one pass. `src[0]` is byte number `offset` of the frame payload; returns the offset after
 /// the last byte, as [`apply_mask`] does. Every byte of `dst` is written.
+///
+/// Short payloads (the small messages the read paths copy out of the read buffer one by
+/// one) take 16 bytes a step (8 below 16 bytes), the last step overlapping the one before
+/// it instead of a loop over the rest, inlined; long ones the block or AVX2 loops, out of
+/// line.
+#[inline(always)]
 pub(crate) fn mask_copy(
     dst: &mut [MaybeUninit<u8>],
     src: &[u8],
     key: [u8; 4],
     offset: usize,
 ) -> usize {
-    let (k, next) = copy_phase(dst, src, key, offset);
+    assert_eq!(dst.len(), src.len(), "mask_copy needs equal lengths");
+    let phase = offset & 3;
+    let len = src.len();
+    let next = (phase + len) & 3;
+    let k = in_phase(key, phase);
     #[cfg(target_arch = "x86_64")]
-    if src.len() >= WIDE_MIN {
+    if len >= WIDE_MIN {
         wide::xor_copy_if_supported(dst, src, k);
         return next;
     }
-    xor_copy::<BLOCK>(dst, src, k);
-    next
-}
-
-/// [`mask_copy`] for short payloads: 16 bytes a step (8 below 16 bytes), the last step
-/// overlapping the one before it instead of a loop over the rest, and no call. For the
-/// small messages that the read paths copy out of the read buffer one by one.
-#[inline(always)]
-pub(crate) fn mask_copy_short(
-    dst: &mut [MaybeUninit<u8>],
-    src: &[u8],
-    key: [u8; 4],
-    offset: usize,
-) -> usize {
-    let (k, next) = copy_phase(dst, src, key, offset);
-    let len = src.len();
     if len >= 16 {
         #[cfg(target_arch = "x86_64")]
         xor_copy_steps::<lane::Lane, 16>(dst, src, k);
         #[cfg(not(target_arch = "x86_64"))]
-        xor_copy_steps::<u128, 16>(dst, src, k);
+        xor_copy::<BLOCK>(dst, src, k);
     } else if len >= 8 {
         xor_copy_steps::<u64, 8>(dst, src, k);
     } else {
@@ -245,14 +227,6 @@ mod lane {
             // SAFETY: SSE2 is part of the x86_64 baseline.
             Lane(unsafe { _mm_set1_epi32(i32::from_ne_bytes(key)) })
         }
-    }
-}
-
-#[cfg(not(target_arch = "x86_64"))]
-impl Word for u128 {
-    #[inline(always)]
-    fn repeat(key: [u8; 4]) -> Self {
-        u128::from_ne_bytes(*[key; 4].as_flattened().first_chunk().expect("16 bytes"))
     }
 }
 
@@ -361,30 +335,20 @@ mod tests {
         }
     }
 
-    /// Both unmasking copies (the short one at every length it could be given) against
-    /// `apply_mask`.
     #[test]
-    fn mask_copies_match_apply_mask() {
-        type Copy = fn(&mut [MaybeUninit<u8>], &[u8], [u8; 4], usize) -> usize;
+    fn mask_copy_matches_apply_mask() {
         let key = [0x37, 0xFA, 0x21, 0x3D];
         let src: Vec<u8> = (0..5000u32).map(|i| (i * 131 + 7) as u8).collect();
-        let long_lengths = (0..420).chain([511, 512, 513, 700, 4099, 5000]);
-        let cases: [(Copy, Vec<usize>); 2] = [
-            (mask_copy, long_lengths.collect()),
-            (mask_copy_short, (0..600).collect()),
-        ];
-        for (copy, lengths) in cases {
-            for len in lengths {
-                for offset in 0..4 {
-                    let mut expected = src[..len].to_vec();
-                    let want = apply_mask(&mut expected, key, offset);
-                    let mut dst = vec![MaybeUninit::new(0u8); len];
-                    let got = copy(&mut dst, &src[..len], key, offset);
-                    // SAFETY: every element was initialised when `dst` was built.
-                    let dst: Vec<u8> = dst.iter().map(|b| unsafe { b.assume_init() }).collect();
-                    assert_eq!(dst, expected, "len {len} offset {offset}");
-                    assert_eq!(got, want);
-                }
+        for len in (0..600).chain([700, 4099, 5000]) {
+            for offset in 0..4 {
+                let mut expected = src[..len].to_vec();
+                let want = apply_mask(&mut expected, key, offset);
+                let mut dst = vec![MaybeUninit::new(0u8); len];
+                let got = mask_copy(&mut dst, &src[..len], key, offset);
+                // SAFETY: every element was initialised when `dst` was built.
+                let dst: Vec<u8> = dst.iter().map(|b| unsafe { b.assume_init() }).collect();
+                assert_eq!(dst, expected, "len {len} offset {offset}");
+                assert_eq!(got, want);
             }
         }
     }

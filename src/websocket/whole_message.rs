@@ -5,11 +5,11 @@
 //! the message) would take three steps and keep the frame's state in between; this does the
 //! same work in one step with the same outcome, errors included.
 
-use super::core::{Consumer, Core, Status, Step, MASK_COPY_MIN};
+use super::core::{Consumer, Core, Status, Step};
 use super::read_buffer::ReadBuffer;
 use crate::net::{Fill, FlatBuffer, Handle, Transport};
 use crate::proto::frame::{FrameHeader, Opcode};
-use crate::proto::mask::{mask_copy, mask_copy_short};
+use crate::proto::mask::mask_copy;
 use crate::proto::utf8;
 use crate::Error;
 use std::io;
@@ -186,17 +186,17 @@ pub(crate) enum MessageFault {
     BadPayload(Error),
 }
 
-/// Unmasks a short payload into the room [`FlatBuffer::append_uninit`] reserved (the whole
+/// Unmasks a payload into the room [`FlatBuffer::append_uninit`] reserved (the whole
 /// slice), inlined into the read path.
-struct UnmaskShort<'a> {
+struct UnmaskCopy<'a> {
     src: &'a [u8],
     key: [u8; 4],
 }
 
-impl Fill for UnmaskShort<'_> {
+impl Fill for UnmaskCopy<'_> {
     #[inline(always)]
     fn fill(self, dst: &mut [MaybeUninit<u8>]) -> io::Result<usize> {
-        mask_copy_short(dst, self.src, self.key, 0);
+        mask_copy(dst, self.src, self.key, 0);
         Ok(self.src.len())
     }
 }
@@ -217,19 +217,14 @@ fn append_whole_message(
     rd_buf.advance(header_len);
     let payload = &mut rd_buf.data_mut()[..len];
     let appended = match header.mask {
-        // Long payloads are unmasked while copied: one pass over them.
-        Some(key) if len >= MASK_COPY_MIN => {
-            let src = &*payload;
-            // SAFETY: `mask_copy` writes every byte of the slice it is given.
-            unsafe { buffer.append_filled(len, |dst| _ = mask_copy(dst, src, key, 0)) }
-        }
+        // Unmasked while copied: one pass over the payload.
         Some(key) => {
             let src = &*payload;
-            // SAFETY: `UnmaskShort` initialises every byte of the slice it is given and
+            // SAFETY: `UnmaskCopy` initialises every byte of the slice it is given and
             // reports exactly that many.
             unsafe {
                 buffer
-                    .append_uninit(len, UnmaskShort { src, key })
+                    .append_uninit(len, UnmaskCopy { src, key })
                     .map(|_| ())
             }
         }
