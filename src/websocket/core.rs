@@ -33,8 +33,6 @@ use crate::{Error, Role};
 
 /// Unmasked payloads at least this long are queued without copying.
 pub(crate) const ZERO_COPY_MIN: usize = 1024;
-/// Payloads at least this long are unmasked while being copied to the caller's buffer.
-pub(crate) const MASK_COPY_MIN: usize = 512;
 /// Turns in a row the output may be held back while buffered messages are answered.
 const MAX_HOLDS: u32 = 64;
 /// Rounds of the engine per event, so that one busy peer cannot starve the others.
@@ -872,13 +870,9 @@ impl<T: Transport> Core<T> {
             self.complete_read(handle, Ok(()));
             return Step::Finished;
         }
-        // Unmask while copying into the caller's buffer: one pass over the payload (short
-        // payloads are cheaper unmasked in place and appended).
-        if let Some(key) = frame.mask.filter(|_| n < MASK_COPY_MIN) {
-            self.rd_phase = apply_mask(&mut self.rd_buf.data_mut()[..n], key, self.rd_phase);
-        }
+        // Unmask while copying into the caller's buffer: one pass over the payload.
         let src = &self.rd_buf.data()[..n];
-        let appended = match frame.mask.filter(|_| n >= MASK_COPY_MIN) {
+        let appended = match frame.mask {
             Some(key) => {
                 let phase = self.rd_phase;
                 // SAFETY: `mask_copy` writes every byte of the slice it is given, and the
