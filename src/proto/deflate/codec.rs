@@ -1,11 +1,14 @@
-//! Compressing and inflating message payloads (RFC 7692 §7.2) over flate2 (zlib-rs).
+//! Compressing and inflating message payloads (RFC 7692 §7.2) over zlib-rs.
 //!
 //! Both sides allocate their zlib state lazily, when the first compressed message flows,
 //! so a connection that negotiated permessage-deflate but sends small uncompressed
-//! messages costs nothing.
+//! messages costs nothing. zlib-rs's own API is used (rather than flate2's wrapper of it)
+//! because it takes the memory level, Beast's `memLevel`.
+
+use std::fmt;
 
 use bytes::BufMut;
-use flate2::{Compress, Compression, Decompress, FlushCompress, FlushDecompress, Status};
+use zlib_rs::{Deflate, DeflateConfig, DeflateFlush, Inflate, InflateFlush, Status};
 
 use super::{PermessageDeflate, PmdParams};
 use crate::{ArgumentError, Error, Result, Role};
@@ -20,6 +23,9 @@ const TAIL: [u8; 4] = [0x00, 0x00, 0xff, 0xff];
 /// next call; with at least 12 bytes of fresh room every call drains more than it adds, so
 /// a message always completes. (Beast's minimum `write_buffer_bytes` is 8.)
 pub const MIN_DEFLATE_CHUNK: usize = 16;
+
+/// zlib's default memory level, which [`Deflater::new`] starts with.
+const ZLIB_DEFAULT_MEM_LEVEL: u8 = 8;
 
 /// Size of the scratch buffer an [`Inflater`] inflates into before it checks the limit and
 /// copies to the caller: the most memory inflation uses beyond the caller's buffer.
@@ -47,14 +53,24 @@ pub struct DeflateProgress {
     pub done: bool,
 }
 
-#[derive(Debug)]
 struct DeflateState {
-    z: Compress,
+    z: Deflate,
     scratch: Vec<u8>,
     held: [u8; 4],
     held_len: usize,
     /// Bytes given to the caller for the current message.
     message_len: usize,
+}
+
+impl fmt::Debug for DeflateState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DeflateState")
+            .field("total_in", &self.z.total_in())
+            .field("total_out", &self.z.total_out())
+            .field("held_len", &self.held_len)
+            .field("message_len", &self.message_len)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Compresses outgoing messages, piece by piece, into bounded chunks.
@@ -80,6 +96,7 @@ struct DeflateState {
 #[derive(Debug)]
 pub struct Deflater {
     level: u32,
+    mem_level: u8,
     window_bits: u8,
     no_context_takeover: bool,
     state: Option<Box<DeflateState>>,
@@ -87,7 +104,8 @@ pub struct Deflater {
 
 impl Deflater {
     /// A compressor with a zlib level (0..=9, larger is clamped), an LZ77 window (9..=15,
-    /// clamped), resetting its context after each message when `no_context_takeover`.
+    /// clamped), resetting its context after each message when `no_context_takeover`, and
+    /// zlib's default memory level (8; see [`with_mem_level`](Deflater::with_mem_level)).
     ///
     /// ```
     /// let d = rbeast::proto::deflate::Deflater::new(8, 15, false);
@@ -96,14 +114,35 @@ impl Deflater {
     pub fn new(level: u32, window_bits: u8, no_context_takeover: bool) -> Self {
         Deflater {
             level: level.min(9),
+            mem_level: ZLIB_DEFAULT_MEM_LEVEL,
             window_bits: window(window_bits),
             no_context_takeover,
             state: None,
         }
     }
 
+    /// The same compressor with zlib's memory level `mem_level` (1..=9, clamped): the size
+    /// of the buffer of symbols a block collects before it is coded, 2^(`mem_level` + 6)
+    /// symbols. A smaller level takes less memory and less work per flushed message, and
+    /// codes large messages in more, smaller blocks. Applies from the first message (it
+    /// is fixed once the zlib state exists).
+    ///
+    /// ```
+    /// use rbeast::proto::deflate::Deflater;
+    /// let mut d = Deflater::new(8, 15, false).with_mem_level(4); // Beast's memLevel default
+    /// let mut out = Vec::new();
+    /// assert!(d.compress(b"hello hello hello", true, &mut out, 64)?.done);
+    /// # Ok::<(), rbeast::Error>(())
+    /// ```
+    pub fn with_mem_level(mut self, mem_level: u32) -> Self {
+        if self.state.is_none() {
+            self.mem_level = mem_level.clamp(1, 9) as u8;
+        }
+        self
+    }
+
     /// The compressor of an endpoint of `role` after negotiating `params`: its own window
-    /// and context takeover, the level from `opts`.
+    /// and context takeover, the level and memory level from `opts`.
     ///
     /// ```
     /// use rbeast::proto::deflate::{Deflater, PermessageDeflate, PmdParams};
@@ -123,6 +162,7 @@ impl Deflater {
                 params.server_no_context_takeover,
             ),
         }
+        .with_mem_level(opts.mem_level)
     }
 
     /// Whether the zlib state has been allocated (by a first message).
@@ -164,10 +204,15 @@ impl Deflater {
         if out.remaining_mut() < max_out {
             return Err(Error::BufferOverflow);
         }
-        let (level, bits) = (self.level, self.window_bits);
+        let config = DeflateConfig {
+            level: self.level as i32,
+            window_bits: -i32::from(self.window_bits), // negative: raw deflate, no zlib header
+            mem_level: i32::from(self.mem_level),
+            ..DeflateConfig::default()
+        };
         let st = self.state.get_or_insert_with(|| {
             Box::new(DeflateState {
-                z: Compress::new_with_window_bits(Compression::new(level), false, bits),
+                z: Deflate::new_with_config(config),
                 scratch: Vec::new(),
                 held: [0; 4],
                 held_len: 0,
@@ -180,9 +225,9 @@ impl Deflater {
         let held = st.held_len;
         st.scratch[..held].copy_from_slice(&st.held[..held]);
         let flush = if last {
-            FlushCompress::Sync
+            DeflateFlush::SyncFlush
         } else {
-            FlushCompress::None
+            DeflateFlush::NoFlush
         };
         let (in0, out0) = (st.z.total_in(), st.z.total_out());
         let compressed = st.z.compress(input, &mut st.scratch[held..max_out], flush);
@@ -248,15 +293,26 @@ pub struct InflateProgress {
     pub done: bool,
 }
 
-#[derive(Debug)]
 struct InflateState {
-    z: Decompress,
+    z: Inflate,
     /// Allocated by the first [`Inflater::inflate`] call only.
     scratch: Box<[u8]>,
     message_len: usize,
     ended: bool,
     /// Bytes of the `00 00 ff ff` tail consumed so far (bounded output may cut it).
     tail_fed: usize,
+}
+
+impl fmt::Debug for InflateState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("InflateState")
+            .field("total_in", &self.z.total_in())
+            .field("total_out", &self.z.total_out())
+            .field("message_len", &self.message_len)
+            .field("ended", &self.ended)
+            .field("tail_fed", &self.tail_fed)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Inflates incoming compressed messages piece by piece, under a size limit.
@@ -357,10 +413,10 @@ impl Inflater {
             st.scratch = vec![0; INFLATE_CHUNK].into_boxed_slice();
         }
         let mut written = 0;
-        let mut result = run(st, input, FlushDecompress::None, out, limit, &mut written);
+        let mut result = run(st, input, InflateFlush::NoFlush, out, limit, &mut written);
         if result.is_ok() && last {
             if !st.ended {
-                result = run(st, &TAIL, FlushDecompress::Sync, out, limit, &mut written);
+                result = run(st, &TAIL, InflateFlush::SyncFlush, out, limit, &mut written);
             }
             if result.is_ok() {
                 st.message_len = 0;
@@ -383,7 +439,7 @@ impl Inflater {
         let bits = self.window_bits;
         self.state.get_or_insert_with(|| {
             Box::new(InflateState {
-                z: Decompress::new_with_window_bits(false, bits),
+                z: Inflate::new(false, bits),
                 scratch: Box::default(),
                 message_len: 0,
                 ended: false,
@@ -460,7 +516,7 @@ impl Inflater {
 fn bounded_step(
     st: &mut InflateState,
     input: &[u8],
-    flush: FlushDecompress,
+    flush: InflateFlush,
     out: &mut [u8],
     limit: usize,
     written: &mut usize,
@@ -495,7 +551,7 @@ fn bounded(
         let (consumed, produced) = bounded_step(
             st,
             &input[pos..],
-            FlushDecompress::None,
+            InflateFlush::NoFlush,
             out,
             limit,
             &mut written,
@@ -524,7 +580,7 @@ fn bounded(
             let (consumed, produced) = bounded_step(
                 st,
                 &TAIL[st.tail_fed..],
-                FlushDecompress::Sync,
+                InflateFlush::SyncFlush,
                 out,
                 limit,
                 &mut written,
@@ -551,7 +607,7 @@ fn bounded(
 fn run<B: BufMut>(
     st: &mut InflateState,
     input: &[u8],
-    flush: FlushDecompress,
+    flush: InflateFlush,
     out: &mut B,
     limit: usize,
     written: &mut usize,

@@ -32,8 +32,9 @@ pub struct PermessageDeflate {
     pub client_no_context_takeover: bool,
     /// zlib compression level for outgoing messages, 0..=9 (default 8; Beast's `compLevel`).
     pub comp_level: u32,
-    /// zlib memory level, 1..=9 (default 4; Beast's `memLevel`). Validated for parity with
-    /// Beast; the flate2 API has no way to pass it, so zlib-rs uses its own default (8).
+    /// zlib memory level for outgoing messages, 1..=9 (default 4; Beast's `memLevel`): the
+    /// compressor's symbol buffer holds 2^(`mem_level` + 6) symbols. zlib-rs keeps a hash
+    /// table of fixed size, so unlike zlib the level does not size it.
     pub mem_level: u32,
     /// Compress a message only if its first write is at least this many bytes (default 0).
     pub msg_size_threshold: usize,
