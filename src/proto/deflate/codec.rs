@@ -24,9 +24,6 @@ const TAIL: [u8; 4] = [0x00, 0x00, 0xff, 0xff];
 /// a message always completes. (Beast's minimum `write_buffer_bytes` is 8.)
 pub const MIN_DEFLATE_CHUNK: usize = 16;
 
-/// zlib's default memory level, which [`Deflater::new`] starts with.
-const ZLIB_DEFAULT_MEM_LEVEL: u8 = 8;
-
 /// Size of the scratch buffer an [`Inflater`] inflates into before it checks the limit and
 /// copies to the caller: the most memory inflation uses beyond the caller's buffer.
 pub const INFLATE_CHUNK: usize = 8 * 1024;
@@ -114,7 +111,7 @@ impl Deflater {
     pub fn new(level: u32, window_bits: u8, no_context_takeover: bool) -> Self {
         Deflater {
             level: level.min(9),
-            mem_level: ZLIB_DEFAULT_MEM_LEVEL,
+            mem_level: DeflateConfig::default().mem_level as u8,
             window_bits: window(window_bits),
             no_context_takeover,
             state: None,
@@ -124,8 +121,8 @@ impl Deflater {
     /// The same compressor with zlib's memory level `mem_level` (1..=9, clamped): the size
     /// of the buffer of symbols a block collects before it is coded, 2^(`mem_level` + 6)
     /// symbols. A smaller level takes less memory and less work per flushed message, and
-    /// codes large messages in more, smaller blocks. Applies from the first message (it
-    /// is fixed once the zlib state exists).
+    /// codes large messages in more, smaller blocks. It takes effect when the zlib state is
+    /// created: at the first message, or the first after an error dropped the state.
     ///
     /// ```
     /// use rbeast::proto::deflate::Deflater;
@@ -135,9 +132,7 @@ impl Deflater {
     /// # Ok::<(), rbeast::Error>(())
     /// ```
     pub fn with_mem_level(mut self, mem_level: u32) -> Self {
-        if self.state.is_none() {
-            self.mem_level = mem_level.clamp(1, 9) as u8;
-        }
+        self.mem_level = mem_level.clamp(1, 9) as u8;
         self
     }
 
@@ -204,13 +199,14 @@ impl Deflater {
         if out.remaining_mut() < max_out {
             return Err(Error::BufferOverflow);
         }
-        let config = DeflateConfig {
-            level: self.level as i32,
-            window_bits: -i32::from(self.window_bits), // negative: raw deflate, no zlib header
-            mem_level: i32::from(self.mem_level),
-            ..DeflateConfig::default()
-        };
+        let (level, mem_level, bits) = (self.level, self.mem_level, self.window_bits);
         let st = self.state.get_or_insert_with(|| {
+            let config = DeflateConfig {
+                level: level as i32,
+                window_bits: -i32::from(bits), // negative: raw deflate, no zlib header
+                mem_level: i32::from(mem_level),
+                ..DeflateConfig::default()
+            };
             Box::new(DeflateState {
                 z: Deflate::new_with_config(config),
                 scratch: Vec::new(),
