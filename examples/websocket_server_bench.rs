@@ -5,9 +5,12 @@
 //! Beast's suggested server timeouts (handshake bound, idle bound with keep-alive pings), so
 //! an idle connection carries a pending read and an armed idle timer.
 //!
-//! Usage: `websocket_server_bench --port P [--deflate] [--tls cert.pem key.pem]`. With
-//! `--tls` (built with the `tls` feature) it serves `wss://`: the TLS handshake first, then
-//! the same echo loop over `tls::Stream<TcpStream>`.
+//! Usage: `websocket_server_bench --port P [--deflate] [--no-context-takeover] [--tls cert.pem
+//! key.pem]`. `--deflate` accepts permessage-deflate with Beast's defaults;
+//! `--no-context-takeover` also makes both directions reset their compression context after
+//! every message (the server's reply says so for both), which lets idle connections hold no
+//! compression state. With `--tls` (built with the `tls` feature) it serves `wss://`: the
+//! TLS handshake first, then the same echo loop over `tls::Stream<TcpStream>`.
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -17,7 +20,8 @@ use rbeast::proto::deflate::PermessageDeflate;
 use rbeast::websocket::{Stream, Timeout};
 use rbeast::Role;
 
-const USAGE: &str = "Usage: websocket_server_bench --port P [--deflate] [--tls cert.pem key.pem]";
+const USAGE: &str = "Usage: websocket_server_bench --port P [--deflate] [--no-context-takeover] \
+                     [--tls cert.pem key.pem]";
 
 fn echo<T: Transport>(ws: Stream<T>, buffer: FlatBuffer) {
     let (w, b) = (ws.clone(), buffer.clone());
@@ -37,16 +41,12 @@ fn echo<T: Transport>(ws: Stream<T>, buffer: FlatBuffer) {
 }
 
 /// Sets the session's options and runs the WebSocket accept, then the echo loop.
-fn serve<T: Transport>(ws: Stream<T>, deflate: bool) {
+fn serve<T: Transport>(ws: Stream<T>, deflate: Option<PermessageDeflate>) {
     ws.set_read_message_max(64 * 1024 * 1024);
     ws.set_timeout(Timeout::suggested(Role::Server));
     // Echo each message as one frame, as the harness's Beast server does.
     ws.set_auto_fragment(false);
-    if deflate {
-        let pmd = PermessageDeflate {
-            server_enable: true,
-            ..PermessageDeflate::default()
-        };
+    if let Some(pmd) = deflate {
         if let Err(e) = ws.set_permessage_deflate(pmd) {
             eprintln!("permessage-deflate: {e}");
         }
@@ -67,7 +67,7 @@ enum Security {
     Tls(rbeast::tls::Context),
 }
 
-fn accept_loop(acceptor: TcpAcceptor, deflate: bool, security: Security) {
+fn accept_loop(acceptor: TcpAcceptor, deflate: Option<PermessageDeflate>, security: Security) {
     let a = acceptor.clone();
     acceptor.async_accept(move |r| {
         if let Ok(sock) = r {
@@ -106,13 +106,24 @@ fn tls_security(_cert: &str, _key: &str) -> Result<Security, String> {
 
 fn main() -> ExitCode {
     let mut port = None;
-    let mut deflate = false;
+    let mut deflate = None;
+    let enabled = PermessageDeflate {
+        server_enable: true,
+        ..PermessageDeflate::default()
+    };
     let mut security = Security::Plain;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--port" => port = args.next().and_then(|p| p.parse::<u16>().ok()),
-            "--deflate" => deflate = true,
+            "--deflate" => deflate = Some(deflate.unwrap_or(enabled)),
+            "--no-context-takeover" => {
+                deflate = Some(PermessageDeflate {
+                    server_no_context_takeover: true,
+                    client_no_context_takeover: true,
+                    ..enabled
+                })
+            }
             "--tls" => {
                 let (Some(cert), Some(key)) = (args.next(), args.next()) else {
                     eprintln!("{USAGE}");

@@ -435,6 +435,77 @@ fn context_takeover_and_no_context_takeover() {
     assert!((b2 - b1) * 4 < b1 - b0);
 }
 
+#[test]
+fn streams_without_context_takeover_share_their_threads_states() {
+    // Between messages such streams hold no compression state: the next message of any
+    // stream on the thread takes a reset one. Messages in progress keep theirs.
+    let ctx = IoContext::new().unwrap();
+    let nct = PermessageDeflate {
+        client_no_context_takeover: true,
+        server_no_context_takeover: true,
+        ..client_pmd()
+    };
+    let pairs: Vec<(Ws, Ws)> = (0..3).map(|_| connect(&ctx, nct, server_pmd())).collect();
+    let (client, server) = &pairs[0];
+    let long = random_text(60_000, 29);
+    let before = client.next_layer().nwrite_bytes();
+    client.async_write_some(
+        false,
+        bytes::Bytes::copy_from_slice(&long[..30_000]),
+        |r, n| assert_eq!((r, n), (Ok(()), 30_000)),
+    );
+    ctx.run();
+    assert!(client.next_layer().nwrite_bytes() - before > 1000);
+    let got = FlatBuffer::new();
+    let limited = FlatBuffer::with_max_size(1000);
+    server.async_read_some(&limited, 1000, |r, n| assert_eq!((r, n), (Ok(()), 1000)));
+    ctx.run();
+    got.extend_from_slice(&limited.take()).unwrap();
+    for (k, (c, s)) in pairs.iter().enumerate().skip(1) {
+        let msg = random_text(3000, 30 + k as u64);
+        let mut sizes = Vec::new();
+        for _ in 0..2 {
+            let (c0, s0) = (c.next_layer().nwrite_bytes(), s.next_layer().nwrite_bytes());
+            round_trip(&ctx, c, s, &msg, false);
+            round_trip(&ctx, s, c, &msg, true);
+            sizes.push((
+                c.next_layer().nwrite_bytes() - c0,
+                s.next_layer().nwrite_bytes() - s0,
+            ));
+        }
+        // The same message compresses the same each time: no history is kept or shared.
+        assert_eq!(sizes[0], sizes[1]);
+        assert!(sizes[0].0 < 2500 && sizes[0].1 < 2500, "{sizes:?}");
+    }
+    client.async_write_some(
+        true,
+        bytes::Bytes::copy_from_slice(&long[30_000..]),
+        |r, n| assert_eq!((r, n), (Ok(()), 30_000)),
+    );
+    let rest = FlatBuffer::new();
+    server.async_read(&rest, |r, n| assert_eq!((r, n), (Ok(()), 59_000)));
+    ctx.run();
+    got.extend_from_slice(&rest.data()).unwrap();
+    assert!(*got.data() == long[..]);
+    round_trip(&ctx, server, client, &long, false);
+}
+
+#[test]
+fn a_small_compressed_message_takes_little_room_in_the_buffer() {
+    let ctx = IoContext::new().unwrap();
+    let (client, server) = compressed_pair(&ctx);
+    let buf = FlatBuffer::new();
+    client.async_write(bytes::Bytes::from(random_text(1000, 40)), |r, n| {
+        assert_eq!((r, n), (Ok(()), 1000))
+    });
+    server.async_read(&buf, |r, n| assert_eq!((r, n), (Ok(()), 1000)));
+    ctx.run();
+    assert!(buf.capacity() <= 4096, "{}", buf.capacity());
+    // A large one still reads in few, growing steps.
+    let msg = compressible(1 << 20);
+    round_trip(&ctx, &client, &server, &msg, false);
+}
+
 // ------------------------------------------------------------------------- uncompressed
 
 #[test]

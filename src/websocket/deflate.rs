@@ -7,6 +7,8 @@
 //! ([`Core::pmd_write`]). The zlib state itself is allocated by the codec when the first
 //! compressed message flows.
 
+use std::cell::RefCell;
+
 use super::core::{Consumer, Core, Status, Step, WriteOp};
 use crate::net::{Handle, Transport};
 use crate::proto::deflate::{Deflater, Inflater, PermessageDeflate, PmdParams, MIN_DEFLATE_CHUNK};
@@ -16,6 +18,11 @@ use crate::{Error, Role};
 
 /// Most bytes inflated into the read buffer per step of a whole-message read.
 const INFLATE_STEP: usize = 64 * 1024;
+
+/// Fewest bytes of room a step inflates into. A step's room is twice the compressed bytes
+/// at hand or what the read has inflated so far, whichever is more, within these bounds: a
+/// small message takes little room in the reader's buffer, a large one few steps.
+const INFLATE_MIN_STEP: usize = 2 * 1024;
 
 /// The permessage-deflate state of a stream.
 pub(crate) struct PmdState {
@@ -62,8 +69,13 @@ impl Default for PmdState {
 struct PmdCodec {
     deflater: Deflater,
     inflater: Inflater,
-    /// One frame's compressed payload, reused for every frame.
-    wr_buf: Vec<u8>,
+}
+
+thread_local! {
+    /// One frame's compressed payload on its way to the output, shared by the thread's
+    /// streams (a frame is compressed and copied out within one call): idle streams hold
+    /// no frame buffer.
+    static FRAME_PAYLOAD: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
 }
 
 impl PmdState {
@@ -92,7 +104,6 @@ impl<T: Transport> Core<T> {
             Box::new(PmdCodec {
                 deflater: Deflater::for_role(role, &p, &pmd.opts),
                 inflater: Inflater::for_role(role, &p),
-                wr_buf: Vec::new(),
             })
         });
         pmd.wr_compress = false;
@@ -160,7 +171,8 @@ impl<T: Transport> Core<T> {
             return Step::NeedInput;
         };
         let space = op.buffer.max_size() - op.buffer.size();
-        let max_out = room.min(space).min(INFLATE_STEP);
+        let step = (2 * avail).max(op.n).clamp(INFLATE_MIN_STEP, INFLATE_STEP);
+        let max_out = room.min(space).min(step);
         let limit = match self.opts.read_message_max {
             0 => usize::MAX,
             max => usize::try_from(max).unwrap_or(usize::MAX),
@@ -244,10 +256,10 @@ impl<T: Transport> Core<T> {
         }
         let chunk = self.opts.write_buffer_bytes().max(MIN_DEFLATE_CHUNK);
         let mut progressed = false;
-        let mut buf = match self.pmd.codec.as_mut() {
-            Some(codec) => std::mem::take(&mut codec.wr_buf),
-            None => Vec::new(),
-        };
+        // Empty if a caller up the stack holds it (then this call allocates its own).
+        let mut buf = FRAME_PAYLOAD
+            .try_with(|b| std::mem::take(&mut *b.borrow_mut()))
+            .unwrap_or_default();
         let outcome = loop {
             let remaining = op.data().remaining();
             if !op.fin && remaining == 0 {
@@ -287,9 +299,7 @@ impl<T: Transport> Core<T> {
                 break Ok(true);
             }
         };
-        if let Some(codec) = self.pmd.codec.as_mut() {
-            codec.wr_buf = buf;
-        }
+        let _ = FRAME_PAYLOAD.try_with(move |b| *b.borrow_mut() = buf);
         match outcome {
             Ok(true) => {
                 op.complete(handle, Ok(()));

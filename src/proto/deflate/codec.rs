@@ -2,7 +2,9 @@
 //!
 //! Both sides allocate their zlib state lazily, when the first compressed message flows,
 //! so a connection that negotiated permessage-deflate but sends small uncompressed
-//! messages costs nothing. zlib-rs's own API is used (rather than flate2's wrapper of it)
+//! messages costs nothing. A side without context takeover holds its state only while a
+//! message is in progress: between messages it waits in a per-thread pool for the next
+//! message of any connection on the thread. zlib-rs's own API is used (rather than flate2's wrapper of it)
 //! because it takes the memory level, Beast's `memLevel`.
 
 use std::fmt;
@@ -101,7 +103,8 @@ pub struct Deflater {
 
 impl Deflater {
     /// A compressor with a zlib level (0..=9, larger is clamped), an LZ77 window (9..=15,
-    /// clamped), resetting its context after each message when `no_context_takeover`, and
+    /// clamped), resetting its context after each message when `no_context_takeover` (and
+    /// then holding no state between messages, see [`is_allocated`](Deflater::is_allocated)), and
     /// zlib's default memory level (8; see [`with_mem_level`](Deflater::with_mem_level)).
     ///
     /// ```
@@ -160,10 +163,19 @@ impl Deflater {
         .with_mem_level(opts.mem_level)
     }
 
-    /// Whether the zlib state has been allocated (by a first message).
+    /// Whether this compressor holds a zlib state: from its first message on with context
+    /// takeover; without it, only while a message is in progress (between messages the
+    /// state is back in the thread's pool).
     ///
     /// ```
-    /// assert!(!rbeast::proto::deflate::Deflater::new(1, 9, true).is_allocated());
+    /// use rbeast::proto::deflate::Deflater;
+    /// let (mut keeps, mut resets) = (Deflater::new(8, 15, false), Deflater::new(8, 15, true));
+    /// assert!(!keeps.is_allocated() && !resets.is_allocated());
+    /// let mut out = Vec::new();
+    /// keeps.compress(b"hello", true, &mut out, 64)?;
+    /// resets.compress(b"hello", true, &mut out, 64)?;
+    /// assert!(keeps.is_allocated() && !resets.is_allocated());
+    /// # Ok::<(), rbeast::Error>(())
     /// ```
     pub fn is_allocated(&self) -> bool {
         self.state.is_some()
@@ -200,6 +212,10 @@ impl Deflater {
             return Err(Error::BufferOverflow);
         }
         let (level, mem_level, bits) = (self.level, self.mem_level, self.window_bits);
+        let key = pool::deflate_key(level, mem_level, bits);
+        if self.state.is_none() && self.no_context_takeover {
+            self.state = pool::take_deflate(key);
+        }
         let st = self.state.get_or_insert_with(|| {
             let config = DeflateConfig {
                 level: level as i32,
@@ -250,6 +266,9 @@ impl Deflater {
             st.message_len = 0;
             if self.no_context_takeover {
                 st.z.reset();
+                if let Some(st) = self.state.take() {
+                    pool::give_deflate(key, st);
+                }
             }
             return Ok(DeflateProgress {
                 consumed,
@@ -337,7 +356,9 @@ pub struct Inflater {
 
 impl Inflater {
     /// A decompressor for a peer window of `window_bits` (an 8 is raised to 9, which
-    /// accepts the same streams), resetting after each message when `no_context_takeover`.
+    /// accepts the same streams), resetting after each message when `no_context_takeover`
+    /// (and then holding no state between messages, see
+    /// [`is_allocated`](Inflater::is_allocated)).
     ///
     /// ```
     /// let i = rbeast::proto::deflate::Inflater::new(15, false);
@@ -371,10 +392,19 @@ impl Inflater {
         }
     }
 
-    /// Whether the zlib state has been allocated (by a first message).
+    /// Whether this decompressor holds a zlib state: from its first message on with
+    /// context takeover; without it, only while a message is in progress (between messages
+    /// the state is back in the thread's pool). An error drops the state.
     ///
     /// ```
-    /// assert!(!rbeast::proto::deflate::Inflater::new(15, false).is_allocated());
+    /// use rbeast::proto::deflate::Inflater;
+    /// let hello = [0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00]; // RFC 7692 §7.2.3.1
+    /// let (mut keeps, mut resets) = (Inflater::new(15, false), Inflater::new(15, true));
+    /// assert!(!keeps.is_allocated() && !resets.is_allocated());
+    /// keeps.inflate(&hello, true, &mut Vec::new(), 100)?;
+    /// resets.inflate(&hello, true, &mut Vec::new(), 100)?;
+    /// assert!(keeps.is_allocated() && !resets.is_allocated());
+    /// # Ok::<(), rbeast::Error>(())
     /// ```
     pub fn is_allocated(&self) -> bool {
         self.state.is_some()
@@ -420,6 +450,9 @@ impl Inflater {
                     st.z.reset(false);
                     st.ended = false;
                 }
+                if nct {
+                    self.release_state();
+                }
             }
         }
         match result {
@@ -433,6 +466,9 @@ impl Inflater {
 
     fn state_mut(&mut self) -> &mut InflateState {
         let bits = self.window_bits;
+        if self.state.is_none() && self.no_context_takeover {
+            self.state = pool::take_inflate(bits);
+        }
         self.state.get_or_insert_with(|| {
             Box::new(InflateState {
                 z: Inflate::new(false, bits),
@@ -442,6 +478,14 @@ impl Inflater {
                 tail_fed: 0,
             })
         })
+    }
+
+    /// Gives the reset state of a decompressor without context takeover back to the
+    /// thread for the next message.
+    fn release_state(&mut self) {
+        if let Some(st) = self.state.take() {
+            pool::give_inflate(self.window_bits, st);
+        }
     }
 
     /// Inflates a piece of the current message into `out`, writing at most `out.len()`
@@ -495,6 +539,9 @@ impl Inflater {
                     if nct || st.ended {
                         st.z.reset(false);
                         st.ended = false;
+                    }
+                    if nct {
+                        self.release_state();
                     }
                 }
                 Ok(p)
@@ -640,6 +687,8 @@ fn run<B: BufMut>(
     }
     Ok(())
 }
+
+mod pool;
 
 #[cfg(test)]
 mod tests;

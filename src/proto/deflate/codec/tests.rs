@@ -512,3 +512,135 @@ fn bounded_inflate_limits_and_errors() {
     let r = Inflater::new(15, true).inflate_into(&wire, true, &mut empty, 100);
     assert!(matches!(r, Err(Error::InvalidArgument(_))));
 }
+
+// ---------------------------------------------------------------- shared states
+
+/// What `f` returns on a thread of its own, whose pools are empty: a fresh state's output.
+fn on_fresh_thread<R: Send + 'static>(f: impl FnOnce() -> R + Send + 'static) -> R {
+    std::thread::spawn(f).join().unwrap()
+}
+
+#[test]
+fn compressors_without_context_takeover_share_reset_states() {
+    let msg = sample(&mut rand::rngs::StdRng::seed_from_u64(21), 3000);
+    let fresh = {
+        let m = msg.clone();
+        on_fresh_thread(move || deflate_msg(&mut Deflater::new(8, 15, true), &m, 3000, 4096))
+    };
+    assert_eq!(pool::pooled(), (0, 0));
+    let mut a = Deflater::new(8, 15, true);
+    assert_eq!(deflate_msg(&mut a, &msg, 3000, 4096), fresh);
+    assert!(!a.is_allocated());
+    assert_eq!(pool::pooled(), (1, 0));
+    // A second compressor takes the first one's state: had it kept the first message's
+    // history, the same message would now come out much shorter.
+    let mut b = Deflater::new(8, 15, true);
+    assert_eq!(deflate_msg(&mut b, &msg, 700, 4096), fresh);
+    assert_eq!(deflate_msg(&mut a, &msg, 3000, 64), {
+        let m = msg.clone();
+        on_fresh_thread(move || deflate_msg(&mut Deflater::new(8, 15, true), &m, 3000, 64))
+    });
+    assert_eq!(pool::pooled(), (1, 0));
+    // Other settings do not take it.
+    let level1 = {
+        let m = msg.clone();
+        on_fresh_thread(move || deflate_msg(&mut Deflater::new(1, 15, true), &m, 3000, 4096))
+    };
+    assert_eq!(
+        deflate_msg(&mut Deflater::new(1, 15, true), &msg, 3000, 4096),
+        level1
+    );
+    let bits9 = deflate_msg(&mut Deflater::new(8, 9, true), &msg, 3000, 4096);
+    assert_eq!(reference_inflate(&bits9, 9), msg);
+    assert_eq!(pool::pooled(), (3, 0));
+    // With context takeover a compressor keeps its state.
+    let mut keeps = Deflater::new(8, 15, false);
+    deflate_msg(&mut keeps, &msg, 3000, 4096);
+    assert!(keeps.is_allocated());
+    assert_eq!(pool::pooled(), (3, 0));
+}
+
+#[test]
+fn a_message_in_progress_keeps_its_state() {
+    let msg = sample(&mut rand::rngs::StdRng::seed_from_u64(22), 20_000);
+    let mut out = Vec::new();
+    let mut pending: Vec<(Deflater, Vec<u8>)> = Vec::new();
+    for _ in 0..2 * pool::POOLED {
+        let mut d = Deflater::new(8, 15, true);
+        let mut wire = Vec::new();
+        let p = d
+            .compress(&msg[..10_000], false, &mut wire, 1 << 16)
+            .unwrap();
+        assert!(p.done && d.is_allocated());
+        pending.push((d, wire));
+    }
+    assert_eq!(pool::pooled(), (0, 0));
+    // Another message meanwhile gets a state of its own, and the others are unharmed.
+    out.extend(deflate_msg(
+        &mut Deflater::new(8, 15, true),
+        &msg,
+        20_000,
+        1 << 16,
+    ));
+    assert_eq!(reference_inflate(&out, 15), msg);
+    for (mut d, mut wire) in pending {
+        let mut rest = &msg[10_000..];
+        loop {
+            let p = d.compress(rest, true, &mut wire, 1 << 16).unwrap();
+            rest = &rest[p.consumed..];
+            if p.done {
+                break;
+            }
+        }
+        assert!(!d.is_allocated());
+        assert_eq!(reference_inflate(&wire, 15), msg);
+    }
+    // The pool keeps a bounded number; the rest were freed.
+    assert_eq!(pool::pooled(), (pool::POOLED, 0));
+}
+
+#[test]
+fn decompressors_without_context_takeover_share_reset_states() {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(23);
+    let msgs: Vec<Vec<u8>> = (0..6).map(|k| sample(&mut rng, 500 + 900 * k)).collect();
+    let wires: Vec<Vec<u8>> = msgs
+        .iter()
+        .map(|m| deflate_msg(&mut Deflater::new(6, 15, true), m, m.len(), 1 << 16))
+        .collect();
+    assert_eq!(pool::pooled(), (1, 0));
+    let mut inflaters: Vec<Inflater> = (0..3).map(|_| Inflater::new(15, true)).collect();
+    for (k, (msg, wire)) in msgs.iter().zip(&wires).enumerate() {
+        let i = &mut inflaters[k % 3];
+        if k % 2 == 0 {
+            assert_eq!(&inflate_msg(i, wire, 100).unwrap(), msg);
+        } else {
+            assert_eq!(&inflate_bounded(i, wire, 100, 333, 1 << 20).unwrap(), msg);
+        }
+        assert!(!i.is_allocated());
+        assert_eq!(pool::pooled(), (1, 1));
+    }
+    // A message in progress keeps its state; a corrupt one drops it.
+    let mut i = Inflater::new(15, true);
+    i.inflate(&wires[5][..100], false, &mut Vec::new(), 1 << 20)
+        .unwrap();
+    assert!(i.is_allocated());
+    assert_eq!(pool::pooled(), (1, 0));
+    assert_eq!(
+        inflate_msg(&mut Inflater::new(15, true), &[0xff, 0xff, 0xff], 1),
+        Err(Error::BadDeflateData)
+    );
+    assert_eq!(pool::pooled(), (1, 0));
+    let mut rest = Vec::new();
+    i.inflate(&wires[5][100..], true, &mut rest, 1 << 20)
+        .unwrap();
+    assert_eq!(pool::pooled(), (1, 1));
+    // Another window does not take it; with context takeover the state stays.
+    let mut nine = Inflater::new(9, true);
+    let wire9 = deflate_msg(&mut Deflater::new(6, 9, true), &msgs[0], 500, 4096);
+    assert_eq!(inflate_msg(&mut nine, &wire9, 50).unwrap(), msgs[0]);
+    assert_eq!(pool::pooled(), (2, 2));
+    let mut keeps = Inflater::new(15, false);
+    assert_eq!(inflate_msg(&mut keeps, &wires[0], 50).unwrap(), msgs[0]);
+    assert!(keeps.is_allocated());
+    assert_eq!(pool::pooled(), (2, 2));
+}
