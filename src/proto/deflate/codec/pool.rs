@@ -13,9 +13,11 @@ use std::thread::LocalKey;
 
 use super::{DeflateState, InflateState};
 
-/// States of each kind a thread keeps: as many as messages in progress at once on the
-/// thread need; more are allocated when needed and freed when given back.
-pub(super) const POOLED: usize = 4;
+/// States of each kind a thread keeps for messages in progress at once on the thread (a
+/// message arriving over several reads, or a write waiting for room); more are allocated
+/// when needed and freed when given back. At most about 4.3 MiB of compressors and 0.7 MiB
+/// of decompressors per thread stay after a burst.
+pub(super) const POOLED: usize = 16;
 
 type Pool<S> = LocalKey<RefCell<Vec<(u32, Box<S>)>>>;
 
