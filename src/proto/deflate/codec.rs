@@ -4,8 +4,8 @@
 //! so a connection that negotiated permessage-deflate but sends small uncompressed
 //! messages costs nothing. A side without context takeover holds its state only while a
 //! message is in progress: between messages it waits in a per-thread pool for the next
-//! message of any connection on the thread. zlib-rs's own API is used (rather than flate2's wrapper of it)
-//! because it takes the memory level, Beast's `memLevel`.
+//! message of any connection on the thread. zlib-rs's own API is used (rather than
+//! flate2's wrapper of it) because it takes the memory level, Beast's `memLevel`.
 
 use std::fmt;
 
@@ -104,8 +104,9 @@ pub struct Deflater {
 impl Deflater {
     /// A compressor with a zlib level (0..=9, larger is clamped), an LZ77 window (9..=15,
     /// clamped), resetting its context after each message when `no_context_takeover` (and
-    /// then holding no state between messages, see [`is_allocated`](Deflater::is_allocated)), and
-    /// zlib's default memory level (8; see [`with_mem_level`](Deflater::with_mem_level)).
+    /// then holding no state between messages, see
+    /// [`is_allocated`](Deflater::is_allocated)), and zlib's default memory level (8; see
+    /// [`with_mem_level`](Deflater::with_mem_level)).
     ///
     /// ```
     /// let d = rbeast::proto::deflate::Deflater::new(8, 15, false);
