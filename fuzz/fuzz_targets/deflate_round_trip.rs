@@ -25,7 +25,8 @@ impl Channel {
         }
     }
 
-    /// Compresses `input` as a piece of the current message; returns its compressed bytes.
+    /// Compresses `input` as a piece of the current message, appending the compressed
+    /// bytes to `wire`.
     fn compress(&mut self, mut input: &[u8], last: bool, wire: &mut Vec<u8>) {
         loop {
             let p = self.deflater.compress(input, last, wire, self.chunk).unwrap();
