@@ -4,8 +4,11 @@
 //! so a connection that negotiated permessage-deflate but sends small uncompressed
 //! messages costs nothing. A side without context takeover holds its state only while a
 //! message is in progress: between messages it waits in a per-thread pool for the next
-//! message of any connection on the thread. zlib-rs's own API is used (rather than
-//! flate2's wrapper of it) because it takes the memory level, Beast's `memLevel`.
+//! message of any connection on the thread. A side with context takeover may keep its own
+//! copy of its last window of data and free its state while idle
+//! ([`Deflater::release_idle`], [`Inflater::release_idle`]); the next message presets a
+//! state with the copy. zlib-rs's own API is used (rather than flate2's wrapper of it)
+//! because it takes the memory level, Beast's `memLevel`.
 
 use std::fmt;
 
@@ -99,6 +102,11 @@ pub struct Deflater {
     window_bits: u8,
     no_context_takeover: bool,
     state: Option<Box<DeflateState>>,
+    /// The last window of data, kept when the state may be freed between messages (see
+    /// [`with_idle_release`](Deflater::with_idle_release)).
+    history: Option<History>,
+    /// A message has started and not ended.
+    in_message: bool,
 }
 
 impl Deflater {
@@ -119,7 +127,68 @@ impl Deflater {
             window_bits: window(window_bits),
             no_context_takeover,
             state: None,
+            history: None,
+            in_message: false,
         }
+    }
+
+    /// The same compressor, keeping its own copy of the last window of data it compressed
+    /// (up to 2^`window_bits` bytes, growing as data flows) so that
+    /// [`release_idle`](Deflater::release_idle) can free its zlib state between messages.
+    /// Only a compressor with context takeover needs it; without, this changes nothing.
+    ///
+    /// ```
+    /// use rbeast::proto::deflate::Deflater;
+    /// let mut d = Deflater::new(8, 15, false).with_idle_release();
+    /// let mut out = Vec::new();
+    /// d.compress(b"hello", true, &mut out, 64)?;
+    /// assert!(d.release_idle());
+    /// assert!(!d.is_allocated());
+    /// # Ok::<(), rbeast::Error>(())
+    /// ```
+    pub fn with_idle_release(mut self) -> Self {
+        if !self.no_context_takeover {
+            self.history = Some(History::new(self.window_bits));
+        }
+        self
+    }
+
+    /// Frees the zlib state between messages of a compressor made
+    /// [`with_idle_release`](Deflater::with_idle_release) (it goes to the thread's pool of
+    /// reset states). The next message takes a state from the pool, or allocates one, and
+    /// presets it with the kept window, so that it compresses as if it had never gone:
+    /// what it sends only refers to data the peer's decompressor still holds. Costs about
+    /// as much as compressing the window once. Returns false, doing nothing, in the middle
+    /// of a message, with no state, or without the kept window.
+    ///
+    /// ```
+    /// use rbeast::proto::deflate::{Deflater, Inflater};
+    /// let mut d = Deflater::new(8, 15, false).with_idle_release();
+    /// let mut i = Inflater::new(15, false); // the peer keeps its state
+    /// let (mut wire, mut text) = (Vec::new(), Vec::new());
+    /// d.compress(b"hello, hello", true, &mut wire, 64)?;
+    /// i.inflate(&wire, true, &mut text, 100)?;
+    /// assert!(d.release_idle());
+    /// wire.clear();
+    /// d.compress(b"hello, hello", true, &mut wire, 64)?; // refers to the first message
+    /// i.inflate(&wire, true, &mut text, 100)?;
+    /// assert_eq!(text, b"hello, hellohello, hello");
+    /// # Ok::<(), rbeast::Error>(())
+    /// ```
+    pub fn release_idle(&mut self) -> bool {
+        if self.history.is_none() || self.in_message {
+            return false;
+        }
+        let Some(mut st) = self.state.take() else {
+            return false;
+        };
+        st.z.reset();
+        pool::give_deflate(self.key(), st);
+        true
+    }
+
+    fn key(&self) -> u32 {
+        pool::deflate_key(self.level, self.mem_level, self.window_bits)
     }
 
     /// The same compressor with zlib's memory level `mem_level` (1..=9, clamped): the size
@@ -165,8 +234,8 @@ impl Deflater {
     }
 
     /// Whether this compressor holds a zlib state: from its first message on with context
-    /// takeover; without it, only while a message is in progress (between messages the
-    /// state is back in the thread's pool).
+    /// takeover (until [`release_idle`](Deflater::release_idle)); without it, only while a
+    /// message is in progress (between messages the state is back in the thread's pool).
     ///
     /// ```
     /// use rbeast::proto::deflate::Deflater;
@@ -212,26 +281,12 @@ impl Deflater {
         if out.remaining_mut() < max_out {
             return Err(Error::BufferOverflow);
         }
-        let (level, mem_level, bits) = (self.level, self.mem_level, self.window_bits);
-        let key = pool::deflate_key(level, mem_level, bits);
-        if self.state.is_none() && self.no_context_takeover {
-            self.state = pool::take_deflate(key);
+        let key = self.key();
+        if self.state.is_none() {
+            self.state = self.rebuilt_state(key)?;
         }
-        let st = self.state.get_or_insert_with(|| {
-            let config = DeflateConfig {
-                level: level as i32,
-                window_bits: -i32::from(bits), // negative: raw deflate, no zlib header
-                mem_level: i32::from(mem_level),
-                ..DeflateConfig::default()
-            };
-            Box::new(DeflateState {
-                z: Deflate::new_with_config(config),
-                scratch: Vec::new(),
-                held: [0; 4],
-                held_len: 0,
-                message_len: 0,
-            })
-        });
+        self.in_message = true;
+        let st = self.state.get_or_insert_with(|| new_deflate_state(key));
         if st.scratch.len() < max_out {
             st.scratch.resize(max_out, 0);
         }
@@ -245,10 +300,13 @@ impl Deflater {
         let (in0, out0) = (st.z.total_in(), st.z.total_out());
         let compressed = st.z.compress(input, &mut st.scratch[held..max_out], flush);
         if compressed.is_err() {
-            self.state = None;
+            self.drop_state();
             return Err(Error::BadDeflateData);
         }
         let consumed = (st.z.total_in() - in0) as usize;
+        if let Some(history) = &mut self.history {
+            history.push(&input[..consumed]);
+        }
         let mut n = held + (st.z.total_out() - out0) as usize;
         let all_in = consumed == input.len();
         if last && all_in && n < max_out {
@@ -265,6 +323,7 @@ impl Deflater {
             out.put_slice(&st.scratch[..n]);
             st.held_len = 0;
             st.message_len = 0;
+            self.in_message = false;
             if self.no_context_takeover {
                 st.z.reset();
                 if let Some(st) = self.state.take() {
@@ -289,6 +348,56 @@ impl Deflater {
             done: !last && all_in,
         })
     }
+}
+
+impl Deflater {
+    /// The state a message starts with when the compressor holds none: a reset one from
+    /// the thread's pool (without context takeover, or after
+    /// [`release_idle`](Deflater::release_idle)), preset with the kept window if there is
+    /// one; `None` when a fresh state is to be allocated.
+    fn rebuilt_state(&mut self, key: u32) -> Result<Option<Box<DeflateState>>> {
+        let resumes = self.history.as_ref().is_some_and(|h| h.len() > 0);
+        if !self.no_context_takeover && self.history.is_none() {
+            return Ok(None);
+        }
+        let mut st = pool::take_deflate(key);
+        if let (true, Some(history)) = (resumes, &mut self.history) {
+            let st = st.get_or_insert_with(|| new_deflate_state(key));
+            if st.z.set_dictionary(history.contiguous()).is_err() {
+                self.drop_state();
+                return Err(Error::BadDeflateData);
+            }
+        }
+        Ok(st)
+    }
+
+    /// After an error: the state and the window it had are gone; the next message starts
+    /// afresh.
+    fn drop_state(&mut self) {
+        self.state = None;
+        self.in_message = false;
+        if let Some(history) = &mut self.history {
+            history.clear();
+        }
+    }
+}
+
+/// A newly allocated compressor for settings `key` (see [`pool::deflate_key`]).
+fn new_deflate_state(key: u32) -> Box<DeflateState> {
+    let (level, mem_level, bits) = pool::deflate_settings(key);
+    let config = DeflateConfig {
+        level: level as i32,
+        window_bits: -i32::from(bits), // negative: raw deflate, no zlib header
+        mem_level: i32::from(mem_level),
+        ..DeflateConfig::default()
+    };
+    Box::new(DeflateState {
+        z: Deflate::new_with_config(config),
+        scratch: Vec::new(),
+        held: [0; 4],
+        held_len: 0,
+        message_len: 0,
+    })
 }
 
 /// What one [`Inflater::inflate_into`] call did.
@@ -353,6 +462,11 @@ pub struct Inflater {
     window_bits: u8,
     no_context_takeover: bool,
     state: Option<Box<InflateState>>,
+    /// The last window of inflated data, kept when the state may be freed between
+    /// messages (see [`with_idle_release`](Inflater::with_idle_release)).
+    history: Option<History>,
+    /// A message has started and not ended.
+    in_message: bool,
 }
 
 impl Inflater {
@@ -370,7 +484,63 @@ impl Inflater {
             window_bits: window(window_bits),
             no_context_takeover,
             state: None,
+            history: None,
+            in_message: false,
         }
+    }
+
+    /// The same decompressor, keeping its own copy of the last window of data it inflated
+    /// (up to 2^`window_bits` bytes, growing as data flows) so that
+    /// [`release_idle`](Inflater::release_idle) can free its zlib state between messages.
+    /// Only a decompressor with context takeover needs it; without, this changes nothing.
+    ///
+    /// ```
+    /// use rbeast::proto::deflate::Inflater;
+    /// let hello = [0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00]; // RFC 7692 §7.2.3.1
+    /// let mut i = Inflater::new(15, false).with_idle_release();
+    /// i.inflate(&hello, true, &mut Vec::new(), 100)?;
+    /// assert!(i.release_idle());
+    /// assert!(!i.is_allocated());
+    /// # Ok::<(), rbeast::Error>(())
+    /// ```
+    pub fn with_idle_release(mut self) -> Self {
+        if !self.no_context_takeover {
+            self.history = Some(History::new(self.window_bits));
+        }
+        self
+    }
+
+    /// Frees the zlib state between messages of a decompressor made
+    /// [`with_idle_release`](Inflater::with_idle_release) (it goes to the thread's pool of
+    /// reset states). The next message takes a state from the pool, or allocates one, and
+    /// presets its window with the kept data, so that the peer's references to earlier
+    /// messages resolve as before. Returns false, doing nothing, in the middle of a message,
+    /// with no state, or without the kept window.
+    ///
+    /// ```
+    /// use rbeast::proto::deflate::Inflater;
+    /// // "Hello" twice from a compressor with context takeover (RFC 7692 §7.2.3.2).
+    /// let mut i = Inflater::new(15, false).with_idle_release();
+    /// let mut text = Vec::new();
+    /// i.inflate(&[0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00], true, &mut text, 100)?;
+    /// assert!(i.release_idle());
+    /// i.inflate(&[0xf2, 0x00, 0x11, 0x00, 0x00], true, &mut text, 100)?; // "Hello" 5 back
+    /// assert_eq!(text, b"HelloHello");
+    /// # Ok::<(), rbeast::Error>(())
+    /// ```
+    pub fn release_idle(&mut self) -> bool {
+        if self.history.is_none() || self.in_message {
+            return false;
+        }
+        let Some(mut st) = self.state.take() else {
+            return false;
+        };
+        st.z.reset(false);
+        st.ended = false;
+        st.message_len = 0;
+        st.tail_fed = 0;
+        pool::give_inflate(self.window_bits, st);
+        true
     }
 
     /// The decompressor of an endpoint of `role`: the peer's window and context takeover.
@@ -394,7 +564,7 @@ impl Inflater {
     }
 
     /// Whether this decompressor holds a zlib state: from its first message on with
-    /// context takeover; without it, only while a message is in progress (between messages
+    /// context takeover (until [`release_idle`](Inflater::release_idle)); without it, only while a message is in progress (between messages
     /// the state is back in the thread's pool). An error drops the state.
     ///
     /// ```
@@ -434,58 +604,98 @@ impl Inflater {
         out: &mut B,
         limit: usize,
     ) -> Result<usize> {
-        let nct = self.no_context_takeover;
-        let st = self.state_mut();
+        let (st, mut history) = self.parts()?;
         if st.scratch.is_empty() {
             st.scratch = vec![0; INFLATE_CHUNK].into_boxed_slice();
         }
         let mut written = 0;
-        let mut result = run(st, input, InflateFlush::NoFlush, out, limit, &mut written);
-        if result.is_ok() && last {
-            if !st.ended {
-                result = run(st, &TAIL, InflateFlush::SyncFlush, out, limit, &mut written);
-            }
-            if result.is_ok() {
-                st.message_len = 0;
-                if nct || st.ended {
-                    st.z.reset(false);
-                    st.ended = false;
-                }
-                if nct {
-                    self.release_state();
-                }
-            }
+        let mut result = run(
+            st,
+            &mut history,
+            input,
+            InflateFlush::NoFlush,
+            out,
+            limit,
+            &mut written,
+        );
+        if result.is_ok() && last && !st.ended {
+            result = run(
+                st,
+                &mut history,
+                &TAIL,
+                InflateFlush::SyncFlush,
+                out,
+                limit,
+                &mut written,
+            );
         }
         match result {
-            Ok(()) => Ok(written),
+            Ok(()) => {
+                if last {
+                    self.end_message();
+                }
+                Ok(written)
+            }
             Err(e) => {
-                self.state = None;
+                self.drop_state();
                 Err(e)
             }
         }
     }
 
-    fn state_mut(&mut self) -> &mut InflateState {
+    /// The state for the next piece, and the kept window. A decompressor holding no state
+    /// takes a reset one from the thread's pool (without context takeover, or after
+    /// [`release_idle`](Inflater::release_idle)), or allocates one; after a release the
+    /// kept window is its preset dictionary.
+    fn parts(&mut self) -> Result<(&mut InflateState, Option<&mut History>)> {
         let bits = self.window_bits;
-        if self.state.is_none() && self.no_context_takeover {
-            self.state = pool::take_inflate(bits);
+        self.in_message = true;
+        if self.state.is_none() {
+            if self.no_context_takeover || self.history.is_some() {
+                self.state = pool::take_inflate(bits);
+            }
+            if let Some(history) = self.history.as_mut().filter(|h| h.len() > 0) {
+                let st = self.state.get_or_insert_with(|| new_inflate_state(bits));
+                if st.z.set_dictionary(history.contiguous()).is_err() {
+                    self.drop_state();
+                    return Err(Error::BadDeflateData);
+                }
+            }
         }
-        self.state.get_or_insert_with(|| {
-            Box::new(InflateState {
-                z: Inflate::new(false, bits),
-                scratch: Box::default(),
-                message_len: 0,
-                ended: false,
-                tail_fed: 0,
-            })
-        })
+        let st = self.state.get_or_insert_with(|| new_inflate_state(bits));
+        Ok((st, self.history.as_mut()))
     }
 
-    /// Gives the reset state of a decompressor without context takeover back to the
-    /// thread for the next message.
-    fn release_state(&mut self) {
-        if let Some(st) = self.state.take() {
-            pool::give_inflate(self.window_bits, st);
+    /// The message ended: a decompressor without context takeover, or one whose peer
+    /// ended its stream with a final block, starts the next message afresh.
+    fn end_message(&mut self) {
+        self.in_message = false;
+        let Some(st) = self.state.as_mut() else {
+            return;
+        };
+        st.message_len = 0;
+        st.tail_fed = 0;
+        if self.no_context_takeover || st.ended {
+            st.z.reset(false);
+            st.ended = false;
+            if let Some(history) = &mut self.history {
+                history.clear();
+            }
+        }
+        if self.no_context_takeover {
+            if let Some(st) = self.state.take() {
+                pool::give_inflate(self.window_bits, st);
+            }
+        }
+    }
+
+    /// After an error: the state and the window it had are gone; the next message starts
+    /// afresh.
+    fn drop_state(&mut self) {
+        self.state = None;
+        self.in_message = false;
+        if let Some(history) = &mut self.history {
+            history.clear();
         }
     }
 
@@ -529,30 +739,34 @@ impl Inflater {
         if out.is_empty() {
             return Err(Error::InvalidArgument(ArgumentError::NoRoomToInflate));
         }
-        let nct = self.no_context_takeover;
-        let st = self.state_mut();
-        let result = bounded(st, input, last, out, limit);
-        match result {
+        let (st, history) = self.parts()?;
+        match bounded(st, input, last, out, limit) {
             Ok(p) => {
+                if let Some(history) = history {
+                    history.push(&out[..p.written]);
+                }
                 if last && p.done {
-                    st.message_len = 0;
-                    st.tail_fed = 0;
-                    if nct || st.ended {
-                        st.z.reset(false);
-                        st.ended = false;
-                    }
-                    if nct {
-                        self.release_state();
-                    }
+                    self.end_message();
                 }
                 Ok(p)
             }
             Err(e) => {
-                self.state = None;
+                self.drop_state();
                 Err(e)
             }
         }
     }
+}
+
+/// A newly allocated decompressor for a window of `window_bits`.
+fn new_inflate_state(window_bits: u8) -> Box<InflateState> {
+    Box::new(InflateState {
+        z: Inflate::new(false, window_bits),
+        scratch: Box::default(),
+        message_len: 0,
+        ended: false,
+        tail_fed: 0,
+    })
 }
 
 /// One decompression call into `out[*written..]`, with the limit check. Returns the input
@@ -650,6 +864,7 @@ fn bounded(
 
 fn run<B: BufMut>(
     st: &mut InflateState,
+    history: &mut Option<&mut History>,
     input: &[u8],
     flush: InflateFlush,
     out: &mut B,
@@ -673,6 +888,9 @@ fn run<B: BufMut>(
                 return Err(Error::BufferOverflow);
             }
             out.put_slice(&st.scratch[..produced]);
+            if let Some(history) = history {
+                history.push(&st.scratch[..produced]);
+            }
             st.message_len += produced;
             *written += produced;
         }
@@ -689,7 +907,12 @@ fn run<B: BufMut>(
     Ok(())
 }
 
+mod history;
 mod pool;
 
+use history::History;
+
+#[cfg(test)]
+mod idle_release_tests;
 #[cfg(test)]
 mod tests;

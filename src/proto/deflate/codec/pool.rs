@@ -1,12 +1,14 @@
-//! Per-thread pools of zlib states for directions without context takeover.
+//! Per-thread pools of reset zlib states.
 //!
 //! A compressor or decompressor that resets after every message carries nothing from one
 //! message to the next, so its state goes back to its thread's pool when a message ends and
 //! the next message of any connection on that thread takes it (what other servers call a
 //! shared compressor). A connection idle between messages then holds no zlib state, where
-//! one with context takeover keeps a few hundred KiB. States differ by their settings (the
-//! level, memory level and window of a compressor; the window of a decompressor), so each
-//! is pooled with a key of them and only taken for the same key.
+//! one with context takeover keeps a few hundred KiB (unless it frees it while idle and
+//! presets a pooled state with its kept window at the next message, see
+//! [`History`](super::history::History)). States differ by their settings (the level,
+//! memory level and window of a compressor; the window of a decompressor), so each is
+//! pooled with a key of them and only taken for the same key.
 
 use std::cell::RefCell;
 use std::thread::LocalKey;
@@ -31,6 +33,11 @@ thread_local! {
 /// The key of a compressor's settings.
 pub(super) fn deflate_key(level: u32, mem_level: u8, window_bits: u8) -> u32 {
     (level << 16) | (u32::from(mem_level) << 8) | u32::from(window_bits)
+}
+
+/// The settings of a compressor's key: (level, memory level, window bits).
+pub(super) fn deflate_settings(key: u32) -> (u32, u8, u8) {
+    (key >> 16, (key >> 8) as u8, key as u8)
 }
 
 /// A reset compressor state with settings `key`, if the thread has one.

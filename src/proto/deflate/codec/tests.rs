@@ -6,7 +6,7 @@ use rand::{Rng, SeedableRng};
 
 /// Compresses a whole message with our deflater, `chunk` bytes of output at a time, the
 /// input given in pieces of `piece` bytes.
-fn deflate_msg(d: &mut Deflater, msg: &[u8], piece: usize, chunk: usize) -> Vec<u8> {
+pub(super) fn deflate_msg(d: &mut Deflater, msg: &[u8], piece: usize, chunk: usize) -> Vec<u8> {
     let mut out = Vec::new();
     let pieces: Vec<&[u8]> = if msg.is_empty() {
         vec![msg]
@@ -37,7 +37,7 @@ fn deflate_msg(d: &mut Deflater, msg: &[u8], piece: usize, chunk: usize) -> Vec<
 }
 
 /// Inflates a whole message with our inflater, fed in pieces of `piece` bytes.
-fn inflate_msg(i: &mut Inflater, wire: &[u8], piece: usize) -> Result<Vec<u8>> {
+pub(super) fn inflate_msg(i: &mut Inflater, wire: &[u8], piece: usize) -> Result<Vec<u8>> {
     let mut out = Vec::new();
     let pieces: Vec<&[u8]> = if wire.is_empty() {
         vec![wire]
@@ -86,7 +86,7 @@ fn reference_inflate(wire: &[u8], bits: u8) -> Vec<u8> {
     out
 }
 
-fn sample(rng: &mut rand::rngs::StdRng, len: usize) -> Vec<u8> {
+pub(super) fn sample(rng: &mut rand::rngs::StdRng, len: usize) -> Vec<u8> {
     // Half random bytes, half repetitive text, so both stored and Huffman blocks occur.
     let words: [&[u8]; 4] = [b"{\"id\":", b"\"name\":\"rbeast\",", b"[1,2,3],", b"null}"];
     let mut v = Vec::with_capacity(len);
@@ -427,7 +427,7 @@ fn mem_level_is_applied() {
 
 /// Inflates a whole message with `inflate_into`: input in pieces of `piece` bytes, output
 /// room of `room` bytes per call.
-fn inflate_bounded(
+pub(super) fn inflate_bounded(
     i: &mut Inflater,
     wire: &[u8],
     piece: usize,
@@ -516,7 +516,7 @@ fn bounded_inflate_limits_and_errors() {
 // ---------------------------------------------------------------- shared states
 
 /// What `f` returns on a thread of its own, whose pools are empty: a fresh state's output.
-fn on_fresh_thread<R: Send + 'static>(f: impl FnOnce() -> R + Send + 'static) -> R {
+pub(super) fn on_fresh_thread<R: Send + 'static>(f: impl FnOnce() -> R + Send + 'static) -> R {
     std::thread::spawn(f).join().unwrap()
 }
 
