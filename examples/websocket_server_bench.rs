@@ -5,15 +5,18 @@
 //! Beast's suggested server timeouts (handshake bound, idle bound with keep-alive pings), so
 //! an idle connection carries a pending read and an armed idle timer.
 //!
-//! Usage: `websocket_server_bench --port P [--deflate] [--no-context-takeover] [--tls cert.pem
-//! key.pem]`. `--deflate` accepts permessage-deflate with Beast's defaults;
-//! `--no-context-takeover` also makes both directions reset their compression context after
-//! every message (the server's reply says so for both), which lets idle connections hold no
-//! compression state. With `--tls` (built with the `tls` feature) it serves `wss://`: the
+//! Usage: `websocket_server_bench --port P [--deflate] [--no-context-takeover] [--idle-release
+//! MS] [--tls cert.pem key.pem]`. `--deflate` accepts permessage-deflate with Beast's
+//! defaults; `--no-context-takeover` also makes both directions reset their compression
+//! context after every message (the server's reply says so for both), which lets idle
+//! connections hold no compression state; `--idle-release MS` keeps context takeover but
+//! frees a connection's compression state once its compressed messages have paused for MS
+//! milliseconds (`PermessageDeflate::idle_release`). Both imply `--deflate`. With `--tls` (built with the `tls` feature) it serves `wss://`: the
 //! TLS handshake first, then the same echo loop over `tls::Stream<TcpStream>`.
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use rbeast::net::{FlatBuffer, IoContext, TcpAcceptor, Transport};
 use rbeast::proto::deflate::PermessageDeflate;
@@ -21,7 +24,7 @@ use rbeast::websocket::{Stream, Timeout};
 use rbeast::Role;
 
 const USAGE: &str = "Usage: websocket_server_bench --port P [--deflate] [--no-context-takeover] \
-                     [--tls cert.pem key.pem]";
+                     [--idle-release MS] [--tls cert.pem key.pem]";
 
 fn echo<T: Transport>(ws: Stream<T>, buffer: FlatBuffer) {
     let (w, b) = (ws.clone(), buffer.clone());
@@ -106,24 +109,21 @@ fn tls_security(_cert: &str, _key: &str) -> Result<Security, String> {
 
 fn main() -> ExitCode {
     let mut port = None;
-    let mut deflate = None;
-    let enabled = PermessageDeflate {
-        server_enable: true,
-        ..PermessageDeflate::default()
-    };
+    let (mut deflate, mut no_context_takeover, mut idle_release) = (false, false, None);
     let mut security = Security::Plain;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--port" => port = args.next().and_then(|p| p.parse::<u16>().ok()),
-            "--deflate" => deflate = Some(deflate.unwrap_or(enabled)),
-            "--no-context-takeover" => {
-                deflate = Some(PermessageDeflate {
-                    server_no_context_takeover: true,
-                    client_no_context_takeover: true,
-                    ..enabled
-                })
-            }
+            "--deflate" => deflate = true,
+            "--no-context-takeover" => no_context_takeover = true,
+            "--idle-release" => match args.next().and_then(|ms| ms.parse::<u64>().ok()) {
+                Some(ms) => idle_release = Some(Duration::from_millis(ms)),
+                None => {
+                    eprintln!("{USAGE}");
+                    return ExitCode::FAILURE;
+                }
+            },
             "--tls" => {
                 let (Some(cert), Some(key)) = (args.next(), args.next()) else {
                     eprintln!("{USAGE}");
@@ -147,6 +147,14 @@ fn main() -> ExitCode {
         eprintln!("{USAGE}");
         return ExitCode::FAILURE;
     };
+    let deflate =
+        (deflate || no_context_takeover || idle_release.is_some()).then_some(PermessageDeflate {
+            server_enable: true,
+            server_no_context_takeover: no_context_takeover,
+            client_no_context_takeover: no_context_takeover,
+            idle_release,
+            ..PermessageDeflate::default()
+        });
     let ctx = match IoContext::new() {
         Ok(ctx) => ctx,
         Err(e) => {

@@ -313,7 +313,7 @@ impl IoObject for Inner {
 }
 
 impl TimerTarget for Inner {
-    fn on_timer(&self) {
+    fn on_timer(&self, _tag: u8) {
         self.advance();
     }
 }

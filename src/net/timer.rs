@@ -187,7 +187,16 @@ pub(crate) struct InternalTimer {
 
 impl InternalTimer {
     pub(crate) fn new(handle: &Handle, target: Weak<dyn TimerTarget>) -> InternalTimer {
-        let key = handle.inner.timers.borrow_mut().create(None, Some(target));
+        InternalTimer::tagged(handle, target, 0)
+    }
+
+    /// A timer whose expiry reaches `target` with `tag`, for an object with more than one.
+    pub(crate) fn tagged(handle: &Handle, target: Weak<dyn TimerTarget>, tag: u8) -> InternalTimer {
+        let key = handle
+            .inner
+            .timers
+            .borrow_mut()
+            .create(None, Some((target, tag)));
         InternalTimer {
             handle: handle.clone(),
             key,

@@ -15,9 +15,13 @@ use super::context::{Inner, Ready, WaitHandler};
 
 /// Something woken by an internal timer (no boxed handler per arm).
 pub(crate) trait TimerTarget {
-    /// The timer expired. Called from the run loop with no borrow held; must not run user
-    /// handlers inline.
-    fn on_timer(&self);
+    /// The timer with `tag` expired (the tag given to [`InternalTimer::tagged`], telling an
+    /// object's timers apart; 0 for [`InternalTimer::new`]). Called from the run loop with
+    /// no borrow held; must not run user handlers inline.
+    ///
+    /// [`InternalTimer::tagged`]: super::timer::InternalTimer::tagged
+    /// [`InternalTimer::new`]: super::timer::InternalTimer::new
+    fn on_timer(&self, tag: u8);
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,7 +40,7 @@ struct Slot {
 /// Who hears of an expiry: the waits of a `SteadyTimer`, or the object of an internal timer.
 enum Owner {
     Waiters(Vec<WaitHandler>),
-    Target(Weak<dyn TimerTarget>),
+    Target(Weak<dyn TimerTarget>, u8),
 }
 
 impl Slot {
@@ -44,7 +48,7 @@ impl Slot {
     fn take_waiters(&mut self) -> Vec<WaitHandler> {
         match &mut self.owner {
             Owner::Waiters(waiters) => std::mem::take(waiters),
-            Owner::Target(_) => Vec::new(),
+            Owner::Target(..) => Vec::new(),
         }
     }
 
@@ -52,7 +56,7 @@ impl Slot {
     fn is_awaited(&self) -> bool {
         match &self.owner {
             Owner::Waiters(waiters) => !waiters.is_empty(),
-            Owner::Target(_) => true,
+            Owner::Target(..) => true,
         }
     }
 }
@@ -67,7 +71,7 @@ pub(crate) struct TimerQueue {
 /// A timer that reached its expiry.
 pub(crate) enum Expired {
     Waiters(Vec<WaitHandler>),
-    Target(Weak<dyn TimerTarget>),
+    Target(Weak<dyn TimerTarget>, u8),
 }
 
 impl Expired {
@@ -79,9 +83,9 @@ impl Expired {
                     inner.queue_ready(Ready::Wait(h, Ok(())));
                 }
             }
-            Expired::Target(target) => {
+            Expired::Target(target, tag) => {
                 if let Some(target) = target.upgrade() {
-                    target.on_timer();
+                    target.on_timer(tag);
                 }
             }
         }
@@ -92,7 +96,7 @@ impl TimerQueue {
     pub(crate) fn create(
         &mut self,
         expiry: Option<Instant>,
-        target: Option<Weak<dyn TimerTarget>>,
+        target: Option<(Weak<dyn TimerTarget>, u8)>,
     ) -> TimerKey {
         self.next_generation = self.next_generation.wrapping_add(1);
         let generation = self.next_generation;
@@ -101,7 +105,7 @@ impl TimerQueue {
             expiry,
             queued: None,
             owner: match target {
-                Some(target) => Owner::Target(target),
+                Some((target, tag)) => Owner::Target(target, tag),
                 None => Owner::Waiters(Vec::new()),
             },
         }) as u32;
@@ -208,10 +212,10 @@ impl TimerQueue {
                     return Some(Expired::Waiters(std::mem::take(waiters)));
                 }
                 Owner::Waiters(_) => {}
-                Owner::Target(target) => {
+                Owner::Target(target, tag) => {
                     let target = target.clone();
                     slot.expiry = None;
-                    return Some(Expired::Target(target));
+                    return Some(Expired::Target(target, *tag));
                 }
             }
         }

@@ -151,7 +151,7 @@ impl<T: Transport> ReadyListener for Shared<T> {
 }
 
 impl<T: Transport> TimerTarget for Shared<T> {
-    fn on_timer(&self) {
+    fn on_timer(&self, _tag: u8) {
         let pending = {
             let ops = self.ops.borrow();
             ops.handshake.is_some() || ops.shutdown.is_some()

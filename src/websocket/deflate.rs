@@ -8,9 +8,10 @@
 //! compressed message flows.
 
 use std::cell::RefCell;
+use std::time::{Duration, Instant};
 
 use super::core::{Consumer, Core, Status, Step, WriteOp};
-use crate::net::{Handle, Transport};
+use crate::net::{Handle, InternalTimer, Transport};
 use crate::proto::deflate::{Deflater, Inflater, PermessageDeflate, PmdParams, MIN_DEFLATE_CHUNK};
 use crate::proto::frame::{FrameHeader, Opcode, MAX_HEADER_LEN};
 use crate::proto::mask::{apply_mask, mask_key};
@@ -23,6 +24,9 @@ const INFLATE_STEP: usize = 64 * 1024;
 /// at hand or what the read has inflated so far, whichever is more, within these bounds: a
 /// small message takes little room in the reader's buffer, a large one few steps.
 const INFLATE_MIN_STEP: usize = 2 * 1024;
+
+/// The tag of a stream's timer for freeing idle zlib states (its timeout timer is 0).
+pub(crate) const IDLE_RELEASE_TIMER: u8 = 1;
 
 /// The permessage-deflate state of a stream.
 pub(crate) struct PmdState {
@@ -47,6 +51,18 @@ pub(crate) struct PmdState {
     rd_compressed: bool,
     /// Bytes at the start of the read buffer already unmasked (current frame).
     rd_clear: usize,
+
+    // idle release
+    /// The option's `idle_release` in force on this connection (taken at its handshake).
+    release_after: Option<Duration>,
+    /// The timer freeing idle states, made when the option asks for it.
+    pub(crate) release_timer: Option<InternalTimer>,
+    /// The timer is armed.
+    release_armed: bool,
+    /// When the last compressed message (either way) ended. The timer, armed when the first
+    /// one ended, moves itself to `last_message + release_after` when it fires too early, so
+    /// a message's end only notes the time.
+    last_message: Option<Instant>,
 }
 
 impl Default for PmdState {
@@ -60,6 +76,10 @@ impl Default for PmdState {
             wr_first: false,
             rd_compressed: false,
             rd_clear: 0,
+            release_after: None,
+            release_timer: None,
+            release_armed: false,
+            last_message: None,
         }
     }
 }
@@ -93,6 +113,14 @@ impl PmdState {
     pub(crate) fn writing_message(&self) -> bool {
         self.wr_in_msg
     }
+
+    /// Whether the compressor and the decompressor hold zlib states.
+    #[cfg(test)]
+    pub(crate) fn zlib_states_held(&self) -> (bool, bool) {
+        self.codec.as_ref().map_or((false, false), |c| {
+            (c.deflater.is_allocated(), c.inflater.is_allocated())
+        })
+    }
 }
 
 impl<T: Transport> Core<T> {
@@ -100,17 +128,26 @@ impl<T: Transport> Core<T> {
     /// codec for this connection. Called after [`Core::open`].
     pub(crate) fn pmd_open(&mut self, role: Role, params: Option<PmdParams>) {
         let pmd = &mut self.pmd;
+        pmd.release_after = pmd
+            .opts
+            .idle_release
+            .filter(|_| pmd.release_timer.is_some());
+        let releases = pmd.release_after.is_some();
         pmd.codec = params.map(|p| {
-            Box::new(PmdCodec {
-                deflater: Deflater::for_role(role, &p, &pmd.opts),
-                inflater: Inflater::for_role(role, &p),
-            })
+            let mut deflater = Deflater::for_role(role, &p, &pmd.opts);
+            let mut inflater = Inflater::for_role(role, &p);
+            if releases {
+                deflater = deflater.with_idle_release();
+                inflater = inflater.with_idle_release();
+            }
+            Box::new(PmdCodec { deflater, inflater })
         });
         pmd.wr_compress = false;
         pmd.wr_in_msg = false;
         pmd.wr_first = false;
         pmd.rd_compressed = false;
         pmd.rd_clear = 0;
+        pmd.last_message = None;
         let mut rules = *self.reader.rules();
         rules.pmd_active = params.is_some();
         self.reader.set_rules(rules);
@@ -216,6 +253,9 @@ impl<T: Transport> Core<T> {
         self.rd_buf.advance(consumed);
         self.rd_remain -= consumed as u64;
         self.pmd.rd_clear -= consumed.min(self.pmd.rd_clear);
+        if last && progress.done {
+            self.pmd_message_ended();
+        }
         if (last && progress.done) || (!frame.fin && self.rd_remain == 0) {
             return self.end_of_frame(handle, consumer);
         }
@@ -227,6 +267,46 @@ impl<T: Transport> Core<T> {
             return Step::NeedInput;
         }
         Step::Progress
+    }
+
+    // ---------------------------------------------------------------- idle release
+
+    /// A compressed message ended, either way: the idle period of the zlib states starts
+    /// again (when the option frees idle states).
+    fn pmd_message_ended(&mut self) {
+        let pmd = &mut self.pmd;
+        let (Some(after), Some(timer)) = (pmd.release_after, &pmd.release_timer) else {
+            return;
+        };
+        let now = timer.now();
+        pmd.last_message = Some(now);
+        if !pmd.release_armed {
+            timer.arm(Some(now + after));
+            pmd.release_armed = true;
+        }
+    }
+
+    /// The idle-release timer fired: free the states of both directions if no compressed
+    /// message ended for `idle_release`, else wait for the rest of it. A direction in the
+    /// middle of a message keeps its state; the message's end arms the timer again.
+    pub(crate) fn pmd_release_timer_expired(&mut self) {
+        let pmd = &mut self.pmd;
+        pmd.release_armed = false;
+        let (Some(after), Some(timer), Some(last)) =
+            (pmd.release_after, &pmd.release_timer, pmd.last_message)
+        else {
+            return;
+        };
+        let due = last + after;
+        if due > timer.now() {
+            timer.arm(Some(due));
+            pmd.release_armed = true;
+            return;
+        }
+        if let Some(codec) = pmd.codec.as_mut() {
+            codec.deflater.release_idle();
+            codec.inflater.release_idle();
+        }
     }
 
     // ---------------------------------------------------------------- writing
@@ -296,6 +376,7 @@ impl<T: Transport> Core<T> {
             if end {
                 self.pmd.wr_in_msg = false;
                 self.wr_cont = false;
+                self.pmd_message_ended();
                 break Ok(true);
             }
         };
@@ -336,3 +417,6 @@ impl<T: Transport> Core<T> {
         self.out.push_copy(payload);
     }
 }
+
+#[cfg(test)]
+mod idle_release_tests;

@@ -6,6 +6,7 @@ use std::rc::{Rc, Weak};
 use bytes::Buf;
 
 use super::core::{CloseOp, Consumer, Core, ReadOp, Status, WriteOp, ZERO_COPY_MIN};
+use super::deflate::IDLE_RELEASE_TIMER;
 use super::handshake::{header_of, ClientHandler};
 use super::timeout::Timeout;
 use super::FrameType;
@@ -106,7 +107,11 @@ impl<T: Transport> ReadyListener for Inner<T> {
 }
 
 impl<T: Transport> crate::net::TimerTarget for Inner<T> {
-    fn on_timer(&self) {
+    fn on_timer(&self, tag: u8) {
+        if tag == IDLE_RELEASE_TIMER {
+            self.core.borrow_mut().pmd_release_timer_expired();
+            return;
+        }
         self.core.borrow_mut().on_timer(&self.handle);
         self.drive();
     }
@@ -260,6 +265,13 @@ impl<T: Transport> Stream<T> {
 
     fn core(&self) -> RefMut<'_, Core<T>> {
         self.inner.core.borrow_mut()
+    }
+
+    /// Whether the compressor and the decompressor hold zlib states (false without
+    /// permessage-deflate).
+    #[cfg(test)]
+    pub(crate) fn zlib_states_held(&self) -> (bool, bool) {
+        self.inner.core.borrow().pmd.zlib_states_held()
     }
 
     pub(crate) fn handle(&self) -> &Handle {
@@ -622,7 +634,13 @@ impl<T: Transport> Stream<T> {
     /// ```
     pub fn set_permessage_deflate(&self, options: PermessageDeflate) -> Result<(), Error> {
         options.validate()?;
-        self.core().pmd.opts = options;
+        let mut core = self.core();
+        if options.idle_release.is_some() && core.pmd.release_timer.is_none() {
+            let me: Weak<dyn crate::net::TimerTarget> = self.inner.me.clone();
+            let timer = InternalTimer::tagged(self.handle(), me, IDLE_RELEASE_TIMER);
+            core.pmd.release_timer = Some(timer);
+        }
+        core.pmd.opts = options;
         Ok(())
     }
 
