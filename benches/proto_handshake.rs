@@ -67,14 +67,7 @@ fn deflate(c: &mut Criterion) {
     g.bench_function("deflate (level 8, 4 KiB frames)", |b| {
         b.iter(|| {
             wire.clear();
-            let mut input = &msg[..];
-            loop {
-                let p = d.compress(input, true, &mut wire, 4096).unwrap();
-                input = &input[p.consumed..];
-                if p.done {
-                    break;
-                }
-            }
+            compress(&mut d, &msg, &mut wire);
             black_box(&wire);
         })
     });
@@ -92,5 +85,51 @@ fn deflate(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, handshake, deflate);
+/// Compresses a whole message into 4 KiB chunks appended to `wire`.
+fn compress(d: &mut Deflater, mut input: &[u8], wire: &mut Vec<u8>) {
+    loop {
+        let p = d.compress(input, true, wire, 4096).unwrap();
+        input = &input[p.consumed..];
+        if p.done {
+            return;
+        }
+    }
+}
+
+/// The cost of resuming freed states (`idle_release`): a small message, compressed and
+/// inflated with context takeover after 32 KiB of history, with the states kept, and
+/// with both freed before every message and rebuilt from the kept windows.
+fn idle_release(c: &mut Criterion) {
+    let history = json_message(32 * 1024);
+    let msg = json_message(200);
+    let mut g = c.benchmark_group("permessage-deflate 200 B after 32 KiB, deflate + inflate");
+    for freed in [false, true] {
+        let mut d = Deflater::new(8, 15, false).with_idle_release();
+        let mut i = Inflater::new(15, false).with_idle_release();
+        let (mut wire, mut out) = (Vec::new(), Vec::new());
+        compress(&mut d, &history, &mut wire);
+        i.inflate(&wire, true, &mut out, 1 << 24).unwrap();
+        let name = if freed {
+            "states freed before each message"
+        } else {
+            "states kept"
+        };
+        g.bench_function(name, |b| {
+            b.iter(|| {
+                if freed {
+                    d.release_idle();
+                    i.release_idle();
+                }
+                wire.clear();
+                out.clear();
+                compress(&mut d, &msg, &mut wire);
+                i.inflate(&wire, true, &mut out, 1 << 24).unwrap();
+                black_box(&out);
+            })
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, handshake, deflate, idle_release);
 criterion_main!(benches);

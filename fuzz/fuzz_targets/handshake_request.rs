@@ -11,7 +11,11 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let cut = (control as usize * input.len()) / 255;
-    let opts = ParserOptions { max_header_bytes: 4096, max_headers: 32, ..Default::default() };
+    let opts = ParserOptions {
+        max_header_bytes: 4096,
+        max_headers: 32,
+        ..Default::default()
+    };
     let mut parser = RequestParser::new(opts);
     let parsed = match parser.feed(&input[..cut]) {
         Ok(Some(p)) => Some((p, 0)),
@@ -38,8 +42,15 @@ fuzz_target!(|data: &[u8]| {
     assert_eq!(out.result.is_ok(), out.response.status() == 101);
     let bytes = out.to_bytes();
     let mut back = ResponseParser::new(ParserOptions::default());
-    let skip = if out.expect_continue { CONTINUE_RESPONSE.len() } else { 0 };
-    let res = back.feed(&bytes[skip..]).expect("our response parses").expect("complete");
+    let skip = if out.expect_continue {
+        CONTINUE_RESPONSE.len()
+    } else {
+        0
+    };
+    let res = back
+        .feed(&bytes[skip..])
+        .expect("our response parses")
+        .expect("complete");
     assert_eq!(res.consumed, bytes.len() - skip);
     assert_eq!(res.message.status(), out.response.status());
 });

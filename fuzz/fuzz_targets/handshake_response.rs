@@ -25,7 +25,11 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let step = 1 + (control as usize >> 5) * 7;
-    let opts = ParserOptions { max_header_bytes: 4096, max_body_bytes: 1024, ..Default::default() };
+    let opts = ParserOptions {
+        max_header_bytes: 4096,
+        max_body_bytes: 1024,
+        ..Default::default()
+    };
     let mut parser = ResponseParser::new(opts);
     let mut at = 0;
     while at < input.len() {
