@@ -52,17 +52,34 @@ pub(crate) struct PmdState {
     /// Bytes at the start of the read buffer already unmasked (current frame).
     rd_clear: usize,
 
-    // idle release
-    /// The option's `idle_release` in force on this connection (taken at its handshake).
-    release_after: Option<Duration>,
-    /// The timer freeing idle states, made when the option asks for it.
-    pub(crate) release_timer: Option<InternalTimer>,
+    /// Freeing idle zlib states, for a stream given `idle_release`.
+    pub(crate) release: Option<Box<IdleRelease>>,
+}
+
+/// The timer freeing a connection's idle zlib states (`PermessageDeflate::idle_release`);
+/// boxed, so that only the streams given the option carry it.
+pub(crate) struct IdleRelease {
+    timer: InternalTimer,
+    /// The option's period in force on this connection (taken at its handshake).
+    after: Option<Duration>,
     /// The timer is armed.
-    release_armed: bool,
+    armed: bool,
     /// When the last compressed message (either way) ended. The timer, armed when the first
-    /// one ended, moves itself to `last_message + release_after` when it fires too early, so
-    /// a message's end only notes the time.
+    /// one ended, moves itself to `last_message + after` when it fires too early, so a
+    /// message's end only notes the time.
     last_message: Option<Instant>,
+}
+
+impl IdleRelease {
+    /// The state around `timer`, which reaches the stream with [`IDLE_RELEASE_TIMER`].
+    pub(crate) fn new(timer: InternalTimer) -> Box<IdleRelease> {
+        Box::new(IdleRelease {
+            timer,
+            after: None,
+            armed: false,
+            last_message: None,
+        })
+    }
 }
 
 impl Default for PmdState {
@@ -76,10 +93,7 @@ impl Default for PmdState {
             wr_first: false,
             rd_compressed: false,
             rd_clear: 0,
-            release_after: None,
-            release_timer: None,
-            release_armed: false,
-            last_message: None,
+            release: None,
         }
     }
 }
@@ -128,11 +142,12 @@ impl<T: Transport> Core<T> {
     /// codec for this connection. Called after [`Core::open`].
     pub(crate) fn pmd_open(&mut self, role: Role, params: Option<PmdParams>) {
         let pmd = &mut self.pmd;
-        pmd.release_after = pmd
-            .opts
-            .idle_release
-            .filter(|_| pmd.release_timer.is_some());
-        let releases = pmd.release_after.is_some();
+        let after = pmd.opts.idle_release;
+        if let Some(release) = pmd.release.as_mut() {
+            release.after = after;
+            release.last_message = None;
+        }
+        let releases = after.is_some() && pmd.release.is_some();
         pmd.codec = params.map(|p| {
             let mut deflater = Deflater::for_role(role, &p, &pmd.opts);
             let mut inflater = Inflater::for_role(role, &p);
@@ -147,7 +162,6 @@ impl<T: Transport> Core<T> {
         pmd.wr_first = false;
         pmd.rd_compressed = false;
         pmd.rd_clear = 0;
-        pmd.last_message = None;
         let mut rules = *self.reader.rules();
         rules.pmd_active = params.is_some();
         self.reader.set_rules(rules);
@@ -274,15 +288,17 @@ impl<T: Transport> Core<T> {
     /// A compressed message ended, either way: the idle period of the zlib states starts
     /// again (when the option frees idle states).
     fn pmd_message_ended(&mut self) {
-        let pmd = &mut self.pmd;
-        let (Some(after), Some(timer)) = (pmd.release_after, &pmd.release_timer) else {
+        let Some(release) = self.pmd.release.as_mut() else {
             return;
         };
-        let now = timer.now();
-        pmd.last_message = Some(now);
-        if !pmd.release_armed {
-            timer.arm(Some(now + after));
-            pmd.release_armed = true;
+        let Some(after) = release.after else {
+            return;
+        };
+        let now = release.timer.now();
+        release.last_message = Some(now);
+        if !release.armed {
+            release.timer.arm(Some(now + after));
+            release.armed = true;
         }
     }
 
@@ -290,20 +306,20 @@ impl<T: Transport> Core<T> {
     /// message ended for `idle_release`, else wait for the rest of it. A direction in the
     /// middle of a message keeps its state; the message's end arms the timer again.
     pub(crate) fn pmd_release_timer_expired(&mut self) {
-        let pmd = &mut self.pmd;
-        pmd.release_armed = false;
-        let (Some(after), Some(timer), Some(last)) =
-            (pmd.release_after, &pmd.release_timer, pmd.last_message)
-        else {
+        let Some(release) = self.pmd.release.as_mut() else {
+            return;
+        };
+        release.armed = false;
+        let (Some(after), Some(last)) = (release.after, release.last_message) else {
             return;
         };
         let due = last + after;
-        if due > timer.now() {
-            timer.arm(Some(due));
-            pmd.release_armed = true;
+        if due > release.timer.now() {
+            release.timer.arm(Some(due));
+            release.armed = true;
             return;
         }
-        if let Some(codec) = pmd.codec.as_mut() {
+        if let Some(codec) = self.pmd.codec.as_mut() {
             codec.deflater.release_idle();
             codec.inflater.release_idle();
         }

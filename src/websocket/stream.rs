@@ -6,7 +6,7 @@ use std::rc::{Rc, Weak};
 use bytes::Buf;
 
 use super::core::{CloseOp, Consumer, Core, ReadOp, Status, WriteOp, ZERO_COPY_MIN};
-use super::deflate::IDLE_RELEASE_TIMER;
+use super::deflate::{IdleRelease, IDLE_RELEASE_TIMER};
 use super::handshake::{header_of, ClientHandler};
 use super::timeout::Timeout;
 use super::FrameType;
@@ -635,10 +635,10 @@ impl<T: Transport> Stream<T> {
     pub fn set_permessage_deflate(&self, options: PermessageDeflate) -> Result<(), Error> {
         options.validate()?;
         let mut core = self.core();
-        if options.idle_release.is_some() && core.pmd.release_timer.is_none() {
+        if options.idle_release.is_some() && core.pmd.release.is_none() {
             let me: Weak<dyn crate::net::TimerTarget> = self.inner.me.clone();
             let timer = InternalTimer::tagged(self.handle(), me, IDLE_RELEASE_TIMER);
-            core.pmd.release_timer = Some(timer);
+            core.pmd.release = Some(IdleRelease::new(timer));
         }
         core.pmd.opts = options;
         Ok(())
