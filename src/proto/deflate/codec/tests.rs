@@ -644,3 +644,18 @@ fn decompressors_without_context_takeover_share_reset_states() {
     assert!(keeps.is_allocated());
     assert_eq!(pool::pooled(), (2, 2));
 }
+
+#[test]
+fn references_past_the_agreed_window_are_accepted() {
+    // zlib-rs's decompressor keeps a 32 KiB window whatever the agreed window, so a peer
+    // that refers further back than it agreed to is still understood (zlib would refuse
+    // it once the reference leaves the output at hand). Listed in docs/porting.md.
+    let half = sample(&mut rand::rngs::StdRng::seed_from_u64(24), 1000);
+    let msg = [&half[..], &half[..]].concat();
+    let too_far = deflate_msg(&mut Deflater::new(6, 15, true), &msg, 2000, 1 << 16);
+    for reset in [true, false] {
+        let mut i = Inflater::new(9, reset);
+        let got = inflate_bounded(&mut i, &too_far, 2000, 1, usize::MAX);
+        assert_eq!(got.as_deref(), Ok(&msg[..]), "reset {reset}");
+    }
+}
