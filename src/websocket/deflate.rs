@@ -30,8 +30,10 @@ pub(crate) const IDLE_RELEASE_TIMER: u8 = 1;
 
 /// The permessage-deflate state of a stream.
 pub(crate) struct PmdState {
-    /// The option (Beast's `permessage_deflate`), used by the next handshake.
-    pub(crate) opts: PermessageDeflate,
+    /// The option (Beast's `permessage_deflate`), used by the next handshake, and its
+    /// timer; `None` until one is set (the default option, compression off). Boxed, so that
+    /// a stream never given the option carries a pointer.
+    config: Option<Box<PmdConfig>>,
     /// Beast's `compress()` switch: compress outgoing messages when negotiated.
     pub(crate) compress: bool,
     /// The codec, present while permessage-deflate is in force (boxed, so that a stream
@@ -51,14 +53,17 @@ pub(crate) struct PmdState {
     rd_compressed: bool,
     /// Bytes at the start of the read buffer already unmasked (current frame).
     rd_clear: usize,
-
-    /// Freeing idle zlib states, for a stream given `idle_release`.
-    pub(crate) release: Option<Box<IdleRelease>>,
 }
 
-/// The timer freeing a connection's idle zlib states (`PermessageDeflate::idle_release`);
-/// boxed, so that only the streams given the option carry it.
-pub(crate) struct IdleRelease {
+/// A stream's permessage-deflate option.
+struct PmdConfig {
+    opts: PermessageDeflate,
+    /// Freeing idle zlib states, once the option has asked for it.
+    release: Option<IdleRelease>,
+}
+
+/// The timer freeing a connection's idle zlib states (`PermessageDeflate::idle_release`).
+struct IdleRelease {
     timer: InternalTimer,
     /// The option's period in force on this connection (taken at its handshake).
     after: Option<Duration>,
@@ -70,22 +75,10 @@ pub(crate) struct IdleRelease {
     last_message: Option<Instant>,
 }
 
-impl IdleRelease {
-    /// The state around `timer`, which reaches the stream with [`IDLE_RELEASE_TIMER`].
-    pub(crate) fn new(timer: InternalTimer) -> Box<IdleRelease> {
-        Box::new(IdleRelease {
-            timer,
-            after: None,
-            armed: false,
-            last_message: None,
-        })
-    }
-}
-
 impl Default for PmdState {
     fn default() -> Self {
         PmdState {
-            opts: PermessageDeflate::default(),
+            config: None,
             compress: true,
             codec: None,
             wr_compress: false,
@@ -93,7 +86,6 @@ impl Default for PmdState {
             wr_first: false,
             rd_compressed: false,
             rd_clear: 0,
-            release: None,
         }
     }
 }
@@ -115,7 +107,51 @@ thread_local! {
 impl PmdState {
     /// True when a new message of `len` bytes would be compressed.
     pub(crate) fn would_compress(&self, len: usize) -> bool {
-        self.codec.is_some() && self.compress && len >= self.opts.msg_size_threshold
+        self.codec.is_some() && self.compress && len >= self.msg_size_threshold()
+    }
+
+    /// The option in force for the next handshake.
+    pub(crate) fn opts(&self) -> PermessageDeflate {
+        self.config
+            .as_ref()
+            .map_or_else(PermessageDeflate::default, |c| c.opts)
+    }
+
+    /// Sets the option (already validated); `timer` makes the idle-release timer (reaching
+    /// the stream with [`IDLE_RELEASE_TIMER`]) when the option first asks for one.
+    pub(crate) fn set_opts(
+        &mut self,
+        opts: PermessageDeflate,
+        timer: impl FnOnce() -> InternalTimer,
+    ) {
+        if self.config.is_none() && opts == PermessageDeflate::default() {
+            return;
+        }
+        let config = self.config.get_or_insert_with(|| {
+            Box::new(PmdConfig {
+                opts,
+                release: None,
+            })
+        });
+        config.opts = opts;
+        if opts.idle_release.is_some() && config.release.is_none() {
+            config.release = Some(IdleRelease {
+                timer: timer(),
+                after: None,
+                armed: false,
+                last_message: None,
+            });
+        }
+    }
+
+    fn msg_size_threshold(&self) -> usize {
+        self.config
+            .as_ref()
+            .map_or(0, |c| c.opts.msg_size_threshold)
+    }
+
+    fn release_mut(&mut self) -> Option<&mut IdleRelease> {
+        self.config.as_mut().and_then(|c| c.release.as_mut())
     }
 
     /// True while permessage-deflate is in force on the connection.
@@ -142,14 +178,17 @@ impl<T: Transport> Core<T> {
     /// codec for this connection. Called after [`Core::open`].
     pub(crate) fn pmd_open(&mut self, role: Role, params: Option<PmdParams>) {
         let pmd = &mut self.pmd;
-        let after = pmd.opts.idle_release;
-        if let Some(release) = pmd.release.as_mut() {
-            release.after = after;
-            release.last_message = None;
-        }
-        let releases = after.is_some() && pmd.release.is_some();
+        let opts = pmd.opts();
+        let releases = match pmd.release_mut() {
+            Some(release) => {
+                release.after = opts.idle_release;
+                release.last_message = None;
+                opts.idle_release.is_some()
+            }
+            None => false,
+        };
         pmd.codec = params.map(|p| {
-            let mut deflater = Deflater::for_role(role, &p, &pmd.opts);
+            let mut deflater = Deflater::for_role(role, &p, &opts);
             let mut inflater = Inflater::for_role(role, &p);
             if releases {
                 deflater = deflater.with_idle_release();
@@ -288,7 +327,7 @@ impl<T: Transport> Core<T> {
     /// A compressed message ended, either way: the idle period of the zlib states starts
     /// again (when the option frees idle states).
     fn pmd_message_ended(&mut self) {
-        let Some(release) = self.pmd.release.as_mut() else {
+        let Some(release) = self.pmd.release_mut() else {
             return;
         };
         let Some(after) = release.after else {
@@ -306,7 +345,7 @@ impl<T: Transport> Core<T> {
     /// message ended for `idle_release`, else wait for the rest of it. A direction in the
     /// middle of a message keeps its state; the message's end arms the timer again.
     pub(crate) fn pmd_release_timer_expired(&mut self) {
-        let Some(release) = self.pmd.release.as_mut() else {
+        let Some(release) = self.pmd.release_mut() else {
             return;
         };
         release.armed = false;
@@ -334,7 +373,7 @@ impl<T: Transport> Core<T> {
         if !self.wr_cont && !self.pmd.wr_in_msg && !op.emitted {
             self.pmd.wr_compress = self.pmd.codec.is_some()
                 && self.pmd.compress
-                && op.data().remaining() >= self.pmd.opts.msg_size_threshold;
+                && op.data().remaining() >= self.pmd.msg_size_threshold();
         }
         self.pmd.wr_compress
     }

@@ -120,7 +120,7 @@ impl<T: Transport> Core<T> {
         handler: ClientHandler,
     ) -> Result<(), (ClientHandler, Error)> {
         let config = ClientConfig {
-            deflate: self.pmd.opts,
+            deflate: self.pmd.opts(),
             subprotocols: self
                 .hs
                 .hooks()
@@ -174,7 +174,7 @@ impl<T: Transport> Core<T> {
     /// queues it, and returns what the accept completes with.
     fn queue_response(&mut self, request: &RequestType) -> Result<Negotiated, Error> {
         let config = ServerConfig {
-            deflate: self.pmd.opts,
+            deflate: self.pmd.opts(),
         };
         let hook = self.hs.hooks().and_then(|h| h.accept_hook.clone());
         let decorator = self.hs.hooks().and_then(|h| h.response_decorator.clone());

@@ -6,7 +6,7 @@ use std::rc::{Rc, Weak};
 use bytes::Buf;
 
 use super::core::{CloseOp, Consumer, Core, ReadOp, Status, WriteOp, ZERO_COPY_MIN};
-use super::deflate::{IdleRelease, IDLE_RELEASE_TIMER};
+use super::deflate::IDLE_RELEASE_TIMER;
 use super::handshake::{header_of, ClientHandler};
 use super::timeout::Timeout;
 use super::FrameType;
@@ -634,13 +634,11 @@ impl<T: Transport> Stream<T> {
     /// ```
     pub fn set_permessage_deflate(&self, options: PermessageDeflate) -> Result<(), Error> {
         options.validate()?;
-        let mut core = self.core();
-        if options.idle_release.is_some() && core.pmd.release.is_none() {
-            let me: Weak<dyn crate::net::TimerTarget> = self.inner.me.clone();
-            let timer = InternalTimer::tagged(self.handle(), me, IDLE_RELEASE_TIMER);
-            core.pmd.release = Some(IdleRelease::new(timer));
-        }
-        core.pmd.opts = options;
+        let me: Weak<dyn crate::net::TimerTarget> = self.inner.me.clone();
+        let handle = self.handle();
+        self.core().pmd.set_opts(options, || {
+            InternalTimer::tagged(handle, me, IDLE_RELEASE_TIMER)
+        });
         Ok(())
     }
 
@@ -653,7 +651,7 @@ impl<T: Transport> Stream<T> {
     /// assert!(!ws.permessage_deflate().client_enable);
     /// ```
     pub fn permessage_deflate(&self) -> PermessageDeflate {
-        self.inner.core.borrow().pmd.opts
+        self.inner.core.borrow().pmd.opts()
     }
 
     /// What the last handshake agreed on for permessage-deflate (Beast's `get_status`):
