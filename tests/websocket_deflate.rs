@@ -789,14 +789,26 @@ fn every_failure_point_of_a_compressed_echo_surfaces_as_the_injected_error() {
 
 #[test]
 fn compressed_echo_over_loopback_tcp() {
+    echo_over_loopback_tcp(None);
+}
+
+#[test]
+fn compressed_echo_over_loopback_tcp_freeing_idle_states() {
+    // Both ends free their zlib states as soon as a loop turn passes after a message, so
+    // most messages start from states rebuilt from the kept windows.
+    echo_over_loopback_tcp(Some(std::time::Duration::ZERO));
+}
+
+fn echo_over_loopback_tcp(idle_release: Option<std::time::Duration>) {
     let ctx = IoContext::new().unwrap();
     let acceptor = TcpAcceptor::bind(&ctx, "127.0.0.1:0".parse().unwrap()).unwrap();
     let addr = acceptor.local_addr().unwrap();
-    acceptor.async_accept(|r| {
+    acceptor.async_accept(move |r| {
         let ws = Stream::new(r.unwrap());
         ws.set_permessage_deflate(PermessageDeflate {
             server_enable: true,
             comp_level: 3,
+            idle_release,
             ..Default::default()
         })
         .unwrap();
@@ -824,7 +836,11 @@ fn compressed_echo_over_loopback_tcp() {
     });
     let sock = TcpStream::new(&ctx);
     let ws = Stream::new(sock.clone());
-    ws.set_permessage_deflate(client_pmd()).unwrap();
+    ws.set_permessage_deflate(PermessageDeflate {
+        idle_release,
+        ..client_pmd()
+    })
+    .unwrap();
     let done = Rc::new(RefCell::new(Vec::new()));
     let d = done.clone();
     type Done = Rc<RefCell<Vec<usize>>>;
