@@ -11,8 +11,9 @@
 //! context after every message (the server's reply says so for both), which lets idle
 //! connections hold no compression state; `--idle-release MS` keeps context takeover but
 //! frees a connection's compression state once its compressed messages have paused for MS
-//! milliseconds (`PermessageDeflate::idle_release`). Both imply `--deflate`. With `--tls` (built with the `tls` feature) it serves `wss://`: the
-//! TLS handshake first, then the same echo loop over `tls::Stream<TcpStream>`.
+//! milliseconds (`PermessageDeflate::idle_release`). Both imply `--deflate`. With `--tls`
+//! (built with the `tls` feature) it serves `wss://`: the TLS handshake first, then the
+//! same echo loop over `tls::Stream<TcpStream>`.
 
 use std::net::SocketAddr;
 use std::process::ExitCode;

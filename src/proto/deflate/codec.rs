@@ -179,11 +179,10 @@ impl Deflater {
         if self.history.is_none() || self.in_message {
             return false;
         }
-        let Some(mut st) = self.state.take() else {
+        if self.state.is_none() {
             return false;
-        };
-        st.z.reset();
-        pool::give_deflate(self.key(), st);
+        }
+        self.give_back();
         true
     }
 
@@ -325,10 +324,7 @@ impl Deflater {
             st.message_len = 0;
             self.in_message = false;
             if self.no_context_takeover {
-                st.z.reset();
-                if let Some(st) = self.state.take() {
-                    pool::give_deflate(key, st);
-                }
+                self.give_back();
             }
             return Ok(DeflateProgress {
                 consumed,
@@ -369,6 +365,14 @@ impl Deflater {
             }
         }
         Ok(st)
+    }
+
+    /// Resets the state, between messages, and gives it to the thread's pool.
+    fn give_back(&mut self) {
+        if let Some(mut st) = self.state.take() {
+            st.z.reset();
+            pool::give_deflate(self.key(), st);
+        }
     }
 
     /// After an error: the state and the window it had are gone; the next message starts
@@ -532,14 +536,10 @@ impl Inflater {
         if self.history.is_none() || self.in_message {
             return false;
         }
-        let Some(mut st) = self.state.take() else {
+        if self.state.is_none() {
             return false;
-        };
-        st.z.reset(false);
-        st.ended = false;
-        st.message_len = 0;
-        st.tail_fed = 0;
-        pool::give_inflate(self.window_bits, st);
+        }
+        self.give_back();
         true
     }
 
@@ -564,8 +564,9 @@ impl Inflater {
     }
 
     /// Whether this decompressor holds a zlib state: from its first message on with
-    /// context takeover (until [`release_idle`](Inflater::release_idle)); without it, only while a message is in progress (between messages
-    /// the state is back in the thread's pool). An error drops the state.
+    /// context takeover (until [`release_idle`](Inflater::release_idle)); without it, only
+    /// while a message is in progress (between messages the state is back in the thread's
+    /// pool). An error drops the state.
     ///
     /// ```
     /// use rbeast::proto::deflate::Inflater;
@@ -675,17 +676,23 @@ impl Inflater {
         };
         st.message_len = 0;
         st.tail_fed = 0;
-        if self.no_context_takeover || st.ended {
+        if self.no_context_takeover {
+            self.give_back();
+        } else if st.ended {
             st.z.reset(false);
             st.ended = false;
             if let Some(history) = &mut self.history {
                 history.clear();
             }
         }
-        if self.no_context_takeover {
-            if let Some(st) = self.state.take() {
-                pool::give_inflate(self.window_bits, st);
-            }
+    }
+
+    /// Resets the state, between messages, and gives it to the thread's pool.
+    fn give_back(&mut self) {
+        if let Some(mut st) = self.state.take() {
+            st.z.reset(false);
+            st.ended = false;
+            pool::give_inflate(self.window_bits, st);
         }
     }
 
