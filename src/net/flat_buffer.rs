@@ -13,6 +13,18 @@ use crate::Error;
 /// reads, as Beast's default read size (512 bytes) does, instead of reclaiming it each time.
 const MIN_GROWTH: usize = 512;
 
+/// How many appends of the size that made a buffer allocate its new storage have room in
+/// it. A message taken with [`FlatBuffer::take`] and written without a copy (the stream
+/// writes payloads of 1 KiB or more from the caller's `Bytes`) holds the storage until it
+/// leaves, usually at the end of the loop turn, so the next message read before then cannot
+/// reuse it: with room for several, an echo allocates once per several messages instead of
+/// once per message.
+const GROWTH_MESSAGES: usize = 4;
+
+/// The most room [`GROWTH_MESSAGES`] asks for: 64 KiB, what a stream's output holds by
+/// default before it is written at once. Larger messages get room for one.
+const SEVERAL_MESSAGES_MAX: usize = 64 * 1024;
+
 struct Inner {
     /// `buf[..readable]` is the readable data; `buf[readable..]` is initialised spare room
     /// handed out by `prepare`, kept so that repeated reads do not re-zero it.
@@ -84,12 +96,18 @@ impl Inner {
         }
     }
 
-    /// Reserves room for `n` more bytes (at least `MIN_GROWTH`): out of line, as most
-    /// appends find room already.
+    /// Reserves room for `n` more bytes: the storage is reused when nothing else holds it,
+    /// else a new one is allocated with room for `GROWTH_MESSAGES` appends of this size (at
+    /// most `SEVERAL_MESSAGES_MAX`, at least `MIN_GROWTH`). Out of line, as most appends
+    /// find room already.
     #[cold]
     #[inline(never)]
     fn grow(&mut self, n: usize) {
-        self.buf.reserve(n.max(MIN_GROWTH));
+        if self.buf.try_reclaim(n) {
+            return;
+        }
+        let several = n.saturating_mul(GROWTH_MESSAGES).min(SEVERAL_MESSAGES_MAX);
+        self.buf.reserve(n.max(MIN_GROWTH).max(several));
     }
 }
 
@@ -431,6 +449,52 @@ mod tests {
             assert_eq!(m.as_ptr(), base.wrapping_add(64 * i), "message {i}");
             assert_eq!(&m[..], &[i as u8; 64]);
         }
+    }
+
+    #[test]
+    fn messages_taken_and_still_held_share_an_allocation_of_several() {
+        const LEN: usize = 16 * 1024;
+        let b = FlatBuffer::new();
+        let mut held = Vec::new();
+        for i in 0..GROWTH_MESSAGES {
+            b.extend_from_slice(&[i as u8; LEN]).unwrap();
+            held.push(b.take());
+        }
+        let base = held[0].as_ptr();
+        for (i, m) in held.iter().enumerate() {
+            assert_eq!(m.as_ptr(), base.wrapping_add(LEN * i), "message {i}");
+            assert_eq!(&m[..], &[i as u8; LEN][..]);
+        }
+        // The storage is full and still held: the next message needs new storage.
+        b.extend_from_slice(&[9; LEN]).unwrap();
+        let fifth = b.take();
+        assert!(!std::ptr::eq(
+            fifth.as_ptr(),
+            base.wrapping_add(LEN * GROWTH_MESSAGES)
+        ));
+        assert_eq!(b.capacity(), LEN * (GROWTH_MESSAGES - 1));
+        // Once nothing holds it, the storage is reused rather than replaced.
+        let second = fifth.as_ptr();
+        drop(fifth);
+        for i in 1..GROWTH_MESSAGES {
+            b.extend_from_slice(&[i as u8; LEN]).unwrap();
+            assert_eq!(
+                b.take().as_ptr(),
+                second.wrapping_add(LEN * i),
+                "message {i}"
+            );
+        }
+        assert_eq!(b.capacity(), 0);
+        b.extend_from_slice(&[8; LEN]).unwrap();
+        assert_eq!(b.data().as_ptr(), second);
+        assert_eq!(&held[1][..], &[1; LEN][..]);
+    }
+
+    #[test]
+    fn large_messages_get_room_for_one() {
+        let b = FlatBuffer::new();
+        b.extend_from_slice(&vec![1; SEVERAL_MESSAGES_MAX]).unwrap();
+        assert!(b.capacity() < 2 * SEVERAL_MESSAGES_MAX);
     }
 
     #[test]

@@ -49,7 +49,7 @@ impl Output {
 
     /// Appends a copy of `bytes`.
     pub(crate) fn push_copy(&mut self, bytes: &[u8]) {
-        self.bufs().stage.extend_from_slice(bytes);
+        self.bufs().stage().extend_from_slice(bytes);
         self.queued += bytes.len();
     }
 
@@ -72,7 +72,7 @@ impl Output {
     fn stage_frame(&mut self, raw: &[u8; MAX_HEADER_LEN], n: usize, payload: &[u8], more: usize) {
         debug_assert!(n <= MAX_HEADER_LEN);
         self.queued += n + payload.len();
-        let stage = &mut self.bufs().stage;
+        let stage = self.bufs().stage();
         stage.reserve(MAX_HEADER_LEN + payload.len() + more);
         let len = stage.len();
         // SAFETY: room for all of `raw` and the payload after it was reserved just above, so
@@ -91,7 +91,7 @@ impl Output {
     /// transformation (masking).
     pub(crate) fn push_from_buf(&mut self, data: &mut dyn Buf, len: usize) -> &mut [u8] {
         self.queued += len;
-        let stage = &mut self.bufs().stage;
+        let stage = self.bufs().stage();
         let start = stage.len();
         let mut left = len;
         while left > 0 {
@@ -110,12 +110,7 @@ impl Output {
             return;
         }
         self.queued += chunk.len();
-        let bufs = self.bufs();
-        if !bufs.stage.is_empty() {
-            let staged = bufs.stage.split().freeze();
-            bufs.chunks.push_back(staged);
-        }
-        bufs.chunks.push_back(chunk);
+        self.bufs().push_chunk(chunk);
     }
 
     /// Writes as much as the transport takes. Returns `Ok(true)` once everything queued is
@@ -123,8 +118,9 @@ impl Output {
     pub(crate) fn flush<T: Transport>(&mut self, transport: &mut T) -> io::Result<bool> {
         while self.queued > 0 {
             let bufs = self.bufs();
-            // Most flushes carry a stage and a chunk or two: a small gather array is enough.
-            let written = if bufs.chunks.len() < FEW_IOVECS {
+            // Most flushes carry staged bytes and at most one chunk (the staged bytes before
+            // it and after it, and the chunk): a small gather array is enough.
+            let written = if 2 * bufs.chunk_count() < FEW_IOVECS {
                 write_gathered::<FEW_IOVECS, T>(bufs, transport)
             } else {
                 write_gathered::<MAX_IOVECS, T>(bufs, transport)
@@ -152,23 +148,13 @@ impl Output {
     }
 }
 
-/// Writes the first `N - 1` chunks, and the stage when every chunk fits, with one vectored
-/// write.
+/// Writes as much of the queued bytes as `N` slices hold with one vectored write.
 fn write_gathered<const N: usize, T: Transport>(
     bufs: &OutputBufs,
     transport: &mut T,
 ) -> io::Result<usize> {
     let mut slices = [IoSlice::new(&[]); N];
-    let mut count = 0;
-    for chunk in bufs.chunks.iter().take(N - 1) {
-        slices[count] = IoSlice::new(chunk);
-        count += 1;
-    }
-    // The staged bytes follow every chunk: they go only with the last one.
-    if count == bufs.chunks.len() && !bufs.stage.is_empty() {
-        slices[count] = IoSlice::new(&bufs.stage);
-        count += 1;
-    }
+    let count = bufs.gather(&mut slices);
     transport.write_vectored(&slices[..count])
 }
 
