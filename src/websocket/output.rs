@@ -11,8 +11,10 @@ use crate::proto::frame::MAX_HEADER_LEN;
 
 /// The most buffers gathered into one vectored write.
 const MAX_IOVECS: usize = 64;
-/// The gather array of a flush with few chunks.
+/// The gather array of a flush with at most one chunk.
 const FEW_IOVECS: usize = 4;
+/// The gather array of a flush with a few chunks (a message cut into a few frames).
+const SOME_IOVECS: usize = 16;
 
 /// Queued outgoing bytes: small pieces (headers, masked or short payloads) are copied into
 /// the stage; large unmasked payloads are queued as the caller's `Bytes`, without a copy.
@@ -119,9 +121,13 @@ impl Output {
         while self.queued > 0 {
             let bufs = self.bufs();
             // Most flushes carry staged bytes and at most one chunk (the staged bytes before
-            // it and after it, and the chunk): a small gather array is enough.
-            let written = if 2 * bufs.chunk_count() < FEW_IOVECS {
+            // it and after it, and the chunk): a small gather array is enough, and is
+            // cheaper to set up. Each chunk takes at most two slices, the tail one.
+            let slices = 2 * bufs.chunk_count() + 1;
+            let written = if slices <= FEW_IOVECS {
                 write_gathered::<FEW_IOVECS, T>(bufs, transport)
+            } else if slices <= SOME_IOVECS {
+                write_gathered::<SOME_IOVECS, T>(bufs, transport)
             } else {
                 write_gathered::<MAX_IOVECS, T>(bufs, transport)
             };
