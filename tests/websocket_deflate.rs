@@ -631,6 +631,29 @@ fn invalid_utf8_after_inflation_is_bad_frame_payload() {
 }
 
 #[test]
+fn invalid_utf8_after_inflation_leaves_only_the_reported_bytes_in_the_buffer() {
+    // Whole, and read three bytes at a time so that valid text is delivered first.
+    for read_size in [usize::MAX, 3] {
+        let ctx = IoContext::new().unwrap();
+        let (client, server) = compressed_pair(&ctx);
+        let wire = deflate(b"valid text, then \xfe");
+        server.next_layer().read_size(read_size);
+        server
+            .next_layer()
+            .append(&frame(true, true, 1, &wire, KEY));
+        let buffer = FlatBuffer::new();
+        let outcome = Rc::new(RefCell::new(None));
+        let seen = outcome.clone();
+        server.async_read(&buffer, move |r, n| *seen.borrow_mut() = Some((r, n)));
+        assert_eq!(close_code_seen_by(&ctx, &client), 1007);
+        let (r, n) = outcome.borrow_mut().take().expect("the read completed");
+        assert_eq!(r, Err(Error::BadFramePayload), "read size {read_size}");
+        assert_eq!(buffer.size(), n, "read size {read_size}");
+        assert!(std::str::from_utf8(&buffer.data()).is_ok());
+    }
+}
+
+#[test]
 fn rsv1_on_a_continuation_or_without_negotiation_is_bad_reserved_bits() {
     let ctx = IoContext::new().unwrap();
     let (client, server) = compressed_pair(&ctx);

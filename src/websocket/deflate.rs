@@ -295,6 +295,9 @@ impl<T: Transport> Core<T> {
             let fresh = &data[data.len() - progress.written..];
             if let Err(e) = self.utf8.feed(fresh) {
                 drop(data);
+                // As Beast, the bytes of the failed step are not delivered: the buffer holds
+                // what the read reports.
+                op.buffer.drop_last(progress.written);
                 self.fail_protocol(consumer, e);
                 return Step::Finished;
             }

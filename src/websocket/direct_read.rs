@@ -20,6 +20,11 @@ use crate::Error;
 /// Frames with at least this much payload left bypass the read buffer.
 const DIRECT_MIN: u64 = 64 * 1024;
 
+/// The most one direct read reserves in the caller's buffer: the rest of a larger frame is
+/// read in pieces, so that the buffer grows with the bytes that arrive, not with the length
+/// a header announces (up to 2^63 bytes with `read_message_max` 0).
+const DIRECT_MAX: usize = 1024 * 1024;
+
 impl<T: Transport> Core<T> {
     /// Reads payload of the current (uncompressed) frame straight into the read operation's
     /// buffer, when the frame is large and nothing of it is buffered. `None` when the
@@ -40,7 +45,8 @@ impl<T: Transport> Core<T> {
         }
         let want = usize::try_from(self.rd_remain)
             .unwrap_or(usize::MAX)
-            .min(op.limit - op.n);
+            .min(op.limit - op.n)
+            .min(DIRECT_MAX);
         if want == 0 || want > op.buffer.max_size() - op.buffer.size() {
             return None; // the ordinary path completes the read or reports the overflow
         }
