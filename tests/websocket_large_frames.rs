@@ -216,3 +216,37 @@ fn invalid_utf8_in_a_medium_text_frame_appends_nothing_of_the_bad_piece() {
     assert_eq!(r, Err(Error::BadFramePayload));
     assert!(got.is_empty(), "{} bytes kept", got.len());
 }
+
+/// A header announcing far more payload than ever arrives, with no message size limit: a
+/// read straight into the buffer reserves at most 1 MiB at a time, so memory follows the
+/// bytes that come (before, the whole announced length was reserved at once, and a length
+/// near 2^58 aborted the process). Reads of two bytes end exactly at the header with the
+/// transport still readable, which is when the direct read is tried.
+#[test]
+fn an_announced_huge_frame_reserves_only_a_piece() {
+    for len in [1u64 << 58, 1 << 40, 100 << 20] {
+        let ctx = IoContext::new().unwrap();
+        let transport = test::Stream::new(&ctx);
+        transport.read_size(2);
+        let client = Stream::new(transport);
+        client.open_unchecked(Role::Client);
+        client.set_read_message_max(0);
+        let mut header = vec![0x82, 127];
+        header.extend_from_slice(&len.to_be_bytes());
+        client.next_layer().append(&header);
+        let buffer = FlatBuffer::new();
+        let got = Rc::new(RefCell::new(None));
+        let g = got.clone();
+        client.async_read(&buffer, move |r, n| *g.borrow_mut() = Some((r, n)));
+        ctx.poll();
+        assert!(
+            got.borrow().is_none(),
+            "{len}: the read waits for the payload"
+        );
+        assert!(buffer.capacity() <= 2 << 20, "{len}: {}", buffer.capacity());
+        // Bytes that arrive are delivered as usual.
+        client.next_layer().append(&[7; 100]);
+        ctx.poll();
+        assert_eq!(&buffer.data()[..], &[7; 100][..], "{len}");
+    }
+}
