@@ -122,7 +122,8 @@ impl Output {
             let bufs = self.bufs();
             // Most flushes carry staged bytes and at most one chunk (the staged bytes before
             // it and after it, and the chunk): a small gather array is enough, and is
-            // cheaper to set up. Each chunk takes at most two slices, the tail one.
+            // cheaper to set up. Each chunk takes at most two slices (the staged bytes before
+            // it, and itself), and the staged bytes after the last chunk one more.
             let slices = 2 * bufs.chunk_count() + 1;
             let written = if slices <= FEW_IOVECS {
                 write_gathered::<FEW_IOVECS, T>(bufs, transport)
