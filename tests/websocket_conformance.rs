@@ -12,28 +12,10 @@ use rbeast::test;
 use rbeast::websocket::Stream;
 use rbeast::{Error, Role};
 
+mod common;
+use common::masked;
+
 type Ws = Stream<test::Stream>;
-
-const KEY: [u8; 4] = [0x37, 0xfa, 0x21, 0x3d];
-
-/// A masked frame as a client sends it: `first` is the FIN/RSV/opcode byte.
-fn masked(first: u8, payload: &[u8]) -> Vec<u8> {
-    let mut f = vec![first];
-    match payload.len() {
-        n if n < 126 => f.push(0x80 | n as u8),
-        n if n <= 0xffff => {
-            f.push(0x80 | 126);
-            f.extend_from_slice(&(n as u16).to_be_bytes());
-        }
-        n => {
-            f.push(0x80 | 127);
-            f.extend_from_slice(&(n as u64).to_be_bytes());
-        }
-    }
-    f.extend_from_slice(&KEY);
-    f.extend(payload.iter().enumerate().map(|(i, b)| b ^ KEY[i % 4]));
-    f
-}
 
 /// An unmasked frame as a server sends it (payload under 126 bytes).
 fn unmasked(first: u8, payload: &[u8]) -> Vec<u8> {

@@ -11,7 +11,7 @@ use rbeast::websocket::{FrameType, Stream};
 use rbeast::{Error, Role};
 
 mod common;
-use common::{open_pair, FirstError};
+use common::{masked, open_pair, FirstError};
 
 type Ws = Stream<test::Stream>;
 
@@ -20,21 +20,6 @@ fn raw_server(ctx: &IoContext) -> Ws {
     let ws = Stream::new(test::Stream::new(ctx));
     ws.open_unchecked(Role::Server);
     ws
-}
-
-/// A masked client frame (key 0x01020304).
-fn masked(first: u8, payload: &[u8]) -> Vec<u8> {
-    let key = [1u8, 2, 3, 4];
-    let mut f = vec![first];
-    if payload.len() < 126 {
-        f.push(0x80 | payload.len() as u8);
-    } else {
-        f.push(0x80 | 126);
-        f.extend_from_slice(&(payload.len() as u16).to_be_bytes());
-    }
-    f.extend_from_slice(&key);
-    f.extend(payload.iter().enumerate().map(|(i, b)| b ^ key[i % 4]));
-    f
 }
 
 fn read_message(ws: &Ws, ctx: &IoContext) -> (Result<(), Error>, Vec<u8>) {

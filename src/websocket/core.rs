@@ -8,7 +8,7 @@
 //! whole frames, so they interleave with large fragmented messages without any lock.
 //! Completions are queued on the context, never run inline.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::io;
 use std::mem::MaybeUninit;
 use std::net::Shutdown;
@@ -37,6 +37,10 @@ pub(crate) const ZERO_COPY_MIN: usize = 1024;
 const MAX_HOLDS: u32 = 64;
 /// Rounds of the engine per event, so that one busy peer cannot starve the others.
 const MAX_ROUNDS: usize = 64;
+/// Calls of the control callback queued and not run yet at which parsing waits for them:
+/// each holds a copy of its frame's payload, and a peer sending nothing but control
+/// frames would otherwise make the queue as long as its input.
+const CONTROL_CALLS_QUEUED_MAX: usize = 16;
 
 /// Beast's `status_`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -187,9 +191,27 @@ pub(crate) enum Step {
     NeedInput,
     /// The consumer's operation ended (completed, or handed over to a teardown).
     Finished,
+    /// A control frame waits, parsed no further: for room in the output (its reply goes
+    /// there) or for the control callback's queued calls to run.
+    Blocked,
 }
 
-pub(crate) type ControlCallback = Rc<RefCell<dyn FnMut(FrameType, &[u8])>>;
+/// The control callback, with the count of its calls queued and not run yet.
+pub(crate) struct ControlObserver<F: ?Sized> {
+    queued: Cell<usize>,
+    callback: RefCell<F>,
+}
+
+impl<F: FnMut(FrameType, &[u8])> ControlObserver<F> {
+    pub(crate) fn new(callback: F) -> ControlObserver<F> {
+        ControlObserver {
+            queued: Cell::new(0),
+            callback: RefCell::new(callback),
+        }
+    }
+}
+
+pub(crate) type ControlCallback = Rc<ControlObserver<dyn FnMut(FrameType, &[u8])>>;
 
 pub(crate) struct Core<T: Transport> {
     pub(crate) transport: T,
@@ -547,7 +569,7 @@ impl<T: Transport> Core<T> {
         if !self.read_buffered_message(handle) {
             self.advance_input(handle);
         }
-        if !self.only_input_pending() || self.output_full() {
+        if !self.only_input_pending() || self.output_full() || self.awaits_control_calls() {
             return false;
         }
         self.update_timer();
@@ -636,13 +658,15 @@ impl<T: Transport> Core<T> {
     }
 
     /// True when written output may let something advance: a write parked for room, a
-    /// handshake reply or a teardown waiting for the output to go, or a status that changed
-    /// (a failed write). An open stream with none of these has nothing to do after a flush.
+    /// handshake reply or a teardown waiting for the output to go, a control frame waiting
+    /// for room for its reply, or a status that changed (a failed write). An open stream
+    /// with none of these has nothing to do after a flush.
     pub(crate) fn waits_for_output(&self) -> bool {
         self.write_op.is_some()
             || self.hs_op.is_some()
             || self.teardown.is_some()
             || self.status != Status::Open
+            || self.pending_control.is_some()
     }
 
     /// Decides, at the end of a turn, whether to hold the output back one more turn: a read
@@ -734,6 +758,7 @@ impl<T: Transport> Core<T> {
             match self.step(handle, consumer) {
                 Step::Progress => progressed = true,
                 Step::Finished => return true,
+                Step::Blocked => return progressed,
                 Step::NeedInput => match self.fill() {
                     Ok(true) => progressed = true,
                     Ok(false) => return progressed,
@@ -811,6 +836,10 @@ impl<T: Transport> Core<T> {
         };
         if header.opcode.is_control() {
             let total = header_len + header.len as usize;
+            if self.control_must_wait(consumer, header.opcode) {
+                self.pending_control = Some(Box::new((header, header_len)));
+                return Step::Blocked;
+            }
             if self.rd_buf.len() < total {
                 self.pending_control = Some(Box::new((header, header_len)));
                 return Step::NeedInput;
@@ -1012,12 +1041,39 @@ impl<T: Transport> Core<T> {
 
     /// Queues the control callback, if any, from the run loop.
     fn notify(&self, handle: &Handle, kind: FrameType, payload: &[u8]) {
-        if let Some(cb) = self.control.clone() {
+        if let Some(observer) = self.control.clone() {
             let mut copy = [0u8; MAX_CONTROL_PAYLOAD];
             let n = payload.len().min(MAX_CONTROL_PAYLOAD);
             copy[..n].copy_from_slice(&payload[..n]);
-            handle.post(move || (cb.borrow_mut())(kind, &copy[..n]));
+            observer.queued.set(observer.queued.get() + 1);
+            handle.post(move || {
+                observer.queued.set(observer.queued.get() - 1);
+                (observer.callback.borrow_mut())(kind, &copy[..n])
+            });
         }
+    }
+
+    /// True when the control frame `opcode` must wait before it is handled (Beast's read
+    /// waits for its pong to be written): its reply would go to an output already at its
+    /// high-water mark, or the control callback has `CONTROL_CALLS_QUEUED_MAX` calls
+    /// queued. A closing drain neither replies nor calls back, so it never waits.
+    fn control_must_wait(&self, consumer: Consumer, opcode: Opcode) -> bool {
+        consumer == Consumer::Read
+            && (self.control_calls_full() || (opcode != Opcode::Pong && self.output_full()))
+    }
+
+    /// True when the control callback has `CONTROL_CALLS_QUEUED_MAX` calls queued.
+    fn control_calls_full(&self) -> bool {
+        self.control
+            .as_ref()
+            .is_some_and(|observer| observer.queued.get() >= CONTROL_CALLS_QUEUED_MAX)
+    }
+
+    /// True when parsing may have stopped for the control callback's queued calls to run:
+    /// the engine must run again after them, since no readiness event will come for bytes
+    /// already read or left unread.
+    fn awaits_control_calls(&self) -> bool {
+        self.control_calls_full() && self.consumer() == Some(Consumer::Read)
     }
 
     /// A protocol violation: send the close code it calls for (unless a close frame was
@@ -1213,9 +1269,10 @@ impl<T: Transport> Core<T> {
             progressed |= self.advance_input(handle);
             progressed |= self.advance_teardown(handle);
             if !progressed {
+                let again = self.awaits_control_calls();
                 self.update_timer();
-                self.release_read_buffer(false);
-                return false;
+                self.release_read_buffer(again);
+                return again;
             }
         }
         self.update_timer();

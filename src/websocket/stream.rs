@@ -5,7 +5,10 @@ use std::rc::{Rc, Weak};
 
 use bytes::Buf;
 
-use super::core::{CloseOp, Consumer, Core, ReadOp, Status, WriteOp, ZERO_COPY_MIN};
+use super::core::{
+    CloseOp, Consumer, ControlCallback, ControlObserver, Core, ReadOp, Status, WriteOp,
+    ZERO_COPY_MIN,
+};
 use super::deflate::IDLE_RELEASE_TIMER;
 use super::handshake::{header_of, ClientHandler};
 use super::timeout::Timeout;
@@ -695,7 +698,8 @@ impl<T: Transport> Stream<T> {
 
     /// Sets the observer of received pings, pongs and close frames (Beast's
     /// `control_callback`). It runs from the run loop before the read that received the
-    /// frame completes; for a close frame it gets the reason text.
+    /// frame completes; for a close frame it gets the reason text. While 16 of its calls
+    /// are queued and have not run, the stream parses no further control frame.
     ///
     /// ```
     /// # let ctx = rbeast::net::IoContext::new().unwrap();
@@ -704,7 +708,8 @@ impl<T: Transport> Stream<T> {
     /// ws.set_control_callback(|kind, payload| println!("{kind:?} {payload:?}"));
     /// ```
     pub fn set_control_callback(&self, callback: impl FnMut(FrameType, &[u8]) + 'static) {
-        self.core().control = Some(Rc::new(RefCell::new(callback)));
+        let observer: ControlCallback = Rc::new(ControlObserver::new(callback));
+        self.core().control = Some(observer);
     }
 
     /// Removes the control callback.

@@ -42,6 +42,27 @@ impl FirstError {
     }
 }
 
+/// A masked frame as a client sends it (key 0x37fa213d): `first` is the FIN/RSV/opcode
+/// byte.
+pub fn masked(first: u8, payload: &[u8]) -> Vec<u8> {
+    const KEY: [u8; 4] = [0x37, 0xfa, 0x21, 0x3d];
+    let mut f = vec![first];
+    match payload.len() {
+        n if n < 126 => f.push(0x80 | n as u8),
+        n if n <= 0xffff => {
+            f.push(0x80 | 126);
+            f.extend_from_slice(&(n as u16).to_be_bytes());
+        }
+        n => {
+            f.push(0x80 | 127);
+            f.extend_from_slice(&(n as u64).to_be_bytes());
+        }
+    }
+    f.extend_from_slice(&KEY);
+    f.extend(payload.iter().enumerate().map(|(i, b)| b ^ KEY[i % 4]));
+    f
+}
+
 /// Deterministic pseudo-random bytes (xorshift).
 #[allow(dead_code)] // not every test file uses it
 pub fn random(len: usize, seed: u64) -> Vec<u8> {
