@@ -7,7 +7,7 @@ use std::io::{ErrorKind, Read, Write};
 use std::rc::Rc;
 use std::time::Duration;
 
-use rbeast::net::{FlatBuffer, IoContext, TcpAcceptor};
+use rbeast::net::{FlatBuffer, IoContext, TcpAcceptor, TcpStream};
 use rbeast::test;
 use rbeast::websocket::{FrameType, Stream};
 use rbeast::Role;
@@ -79,24 +79,8 @@ fn queued_control_callbacks_hold_parsing_back_until_they_run() {
 fn pings_from_a_peer_that_does_not_read_its_pongs_stop_being_read() {
     // Past this, the stream is reading pings whose pongs can go nowhere.
     const LIMIT: usize = 16 << 20;
-    const BUFFER: usize = 256 << 10;
     let ctx = IoContext::new().unwrap();
-    let acceptor = TcpAcceptor::bind(&ctx, "127.0.0.1:0".parse().unwrap()).unwrap();
-    let mut peer = std::net::TcpStream::connect(acceptor.local_addr().unwrap()).unwrap();
-    // Fixed socket buffers (no autotuning), so that what the kernel holds is known.
-    let sock = socket2::SockRef::from(&peer);
-    sock.set_recv_buffer_size(BUFFER).unwrap();
-    sock.set_send_buffer_size(BUFFER).unwrap();
-    peer.set_nonblocking(true).unwrap();
-    let accepted = Rc::new(RefCell::new(None));
-    let a = accepted.clone();
-    acceptor.async_accept(move |r| *a.borrow_mut() = Some(r.unwrap()));
-    ctx.run();
-    let tcp = accepted.borrow_mut().take().unwrap();
-    tcp.set_recv_buffer_size(BUFFER).unwrap();
-    tcp.set_send_buffer_size(BUFFER).unwrap();
-    let ws = Stream::new(tcp);
-    ws.open_unchecked(Role::Server);
+    let (mut peer, ws) = raw_peer_and_server(&ctx);
     let read_result = Rc::new(RefCell::new(None));
     let r = read_result.clone();
     let buf = FlatBuffer::new();
@@ -158,4 +142,89 @@ fn pings_from_a_peer_that_does_not_read_its_pongs_stop_being_read() {
         read_result.borrow().is_none(),
         "the read still waits for data"
     );
+}
+
+#[test]
+fn a_long_write_to_a_slow_reader_does_not_hold_a_pong_back() {
+    const MESSAGE: usize = 32 << 20;
+    let ctx = IoContext::new().unwrap();
+    let (mut peer, ws) = raw_peer_and_server(&ctx);
+    ws.async_read(&FlatBuffer::new(), |_, _| {});
+    ws.set_binary(true);
+    ws.async_write(bytes::Bytes::from(vec![5u8; MESSAGE]), |r, _| {
+        assert_eq!(r, Ok(()))
+    });
+    // The write fills the sockets and keeps the output at its high-water mark.
+    ctx.poll();
+    peer.write_all(&masked(0x89, b"p")).unwrap();
+    // The peer reads a little at a time, as a slow reader does, and parses the frames.
+    let (mut pending, mut chunk) = (Vec::new(), vec![0u8; 4096]);
+    let (mut data_before_pong, mut pong, mut last) = (0usize, false, false);
+    while !last {
+        match peer.read(&mut chunk) {
+            Ok(0) => panic!("the stream closed the connection"),
+            Ok(n) => pending.extend_from_slice(&chunk[..n]),
+            Err(e) if e.kind() == ErrorKind::WouldBlock => {}
+            Err(e) => panic!("{e}"),
+        }
+        ctx.poll();
+        while let Some((first, payload, len)) = server_frame(&pending) {
+            match first & 0x0f {
+                0xA => {
+                    assert_eq!(payload, b"p");
+                    pong = true;
+                }
+                _ if !pong => data_before_pong += payload.len(),
+                _ => {}
+            }
+            last |= first & 0x8f == 0x80 || first == 0x82;
+            pending.drain(..len);
+        }
+    }
+    assert!(pong, "no pong before the message ended");
+    assert!(
+        data_before_pong < 8 << 20,
+        "{data_before_pong} bytes of the message went out before the pong"
+    );
+}
+
+/// A raw loopback peer (nonblocking) and an open server stream, with small fixed socket
+/// buffers (no autotuning), so that what the kernel holds is known.
+fn raw_peer_and_server(ctx: &IoContext) -> (std::net::TcpStream, Stream<TcpStream>) {
+    const BUFFER: usize = 256 << 10;
+    let acceptor = TcpAcceptor::bind(ctx, "127.0.0.1:0".parse().unwrap()).unwrap();
+    let peer = std::net::TcpStream::connect(acceptor.local_addr().unwrap()).unwrap();
+    let sock = socket2::SockRef::from(&peer);
+    sock.set_recv_buffer_size(BUFFER).unwrap();
+    sock.set_send_buffer_size(BUFFER).unwrap();
+    peer.set_nonblocking(true).unwrap();
+    let accepted = Rc::new(RefCell::new(None));
+    let a = accepted.clone();
+    acceptor.async_accept(move |r| *a.borrow_mut() = Some(r.unwrap()));
+    ctx.run();
+    let tcp = accepted.borrow_mut().take().unwrap();
+    tcp.set_recv_buffer_size(BUFFER).unwrap();
+    tcp.set_send_buffer_size(BUFFER).unwrap();
+    let ws = Stream::new(tcp);
+    ws.open_unchecked(Role::Server);
+    (peer, ws)
+}
+
+/// The first unmasked frame in `bytes`: its first byte, its payload and its whole length.
+fn server_frame(bytes: &[u8]) -> Option<(u8, &[u8], usize)> {
+    let (&first, rest) = bytes.split_first()?;
+    let (&len7, rest) = rest.split_first()?;
+    let (len, header) = match len7 {
+        126 => (
+            u16::from_be_bytes(rest.get(..2)?.try_into().ok()?) as usize,
+            4,
+        ),
+        127 => (
+            u64::from_be_bytes(rest.get(..8)?.try_into().ok()?) as usize,
+            10,
+        ),
+        n => (n as usize, 2),
+    };
+    let payload = bytes.get(header..header + len)?;
+    Some((first, payload, header + len))
 }

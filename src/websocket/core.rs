@@ -1054,12 +1054,16 @@ impl<T: Transport> Core<T> {
     }
 
     /// True when the control frame `opcode` must wait before it is handled (Beast's read
-    /// waits for its pong to be written): its reply would go to an output already at its
-    /// high-water mark, or the control callback has `CONTROL_CALLS_QUEUED_MAX` calls
-    /// queued. A closing drain neither replies nor calls back, so it never waits.
+    /// waits for its pong to be written): its reply would go to an output holding twice
+    /// its high-water mark, or the control callback has `CONTROL_CALLS_QUEUED_MAX` calls
+    /// queued. Writes stop at the mark itself, so a write that keeps the output there
+    /// never holds a reply back. A closing drain neither replies nor calls back, so it
+    /// never waits.
     fn control_must_wait(&self, consumer: Consumer, opcode: Opcode) -> bool {
         consumer == Consumer::Read
-            && (self.control_calls_full() || (opcode != Opcode::Pong && self.output_full()))
+            && (self.control_calls_full()
+                || (opcode != Opcode::Pong
+                    && self.out.len() >= self.opts.high_water().saturating_mul(2)))
     }
 
     /// True when the control callback has `CONTROL_CALLS_QUEUED_MAX` calls queued.
