@@ -201,17 +201,25 @@ fn websocket_echo_allocations(size: usize, frame: usize) -> f64 {
 fn websocket_frames_allocate_nothing_beyond_their_operations() {
     let one_frame = websocket_echo_allocations(4096, 4096);
     let many_frames = websocket_echo_allocations(4096, 64); // 64 frames each way
-    println!("allocations per echo: {one_frame} (1 frame), {many_frames} (64 frames)");
+    let past_the_mark = websocket_echo_allocations(256 << 10, 4096); // 64 frames, 256 KiB
+    println!(
+        "allocations per echo: {one_frame} (1 frame), {many_frames} (64 frames), \
+         {past_the_mark} (64 frames past the output's high-water mark)"
+    );
     // Handlers and each write's buffers are kept inline in their operations. The server's
     // buffer, handed out with `take()`, is reclaimed in place once the echo is written.
     assert_eq!(one_frame, 0.0, "{one_frame} allocations per echo");
-    // A write that takes several frames is stored as an operation, in one box (so that an
-    // idle stream does not carry its room): one allocation per write, two per echo, and
-    // none per frame.
+    // A write whose frames all fit below the output's high-water mark is framed as it
+    // starts, one frame or many.
     assert_eq!(
-        many_frames - one_frame,
-        2.0,
-        "{one_frame} allocations per echo with one frame, {many_frames} with 64"
+        many_frames, 0.0,
+        "{many_frames} allocations per echo with 64 frames"
+    );
+    // One that does not is stored as an operation, in one box (so that an idle stream
+    // does not carry its room): one allocation per write, two per echo, none per frame.
+    assert_eq!(
+        past_the_mark, 2.0,
+        "{past_the_mark} allocations per echo of 256 KiB in 4 KiB frames"
     );
 }
 

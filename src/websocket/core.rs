@@ -495,16 +495,39 @@ impl<T: Transport> Core<T> {
         if self.pmd_write(&mut op) {
             return self.advance_write_deflate(handle, op);
         }
-        let mut progressed = false;
+        let (taken, emitted) = (op.taken, op.emitted);
+        let WriteOp {
+            job,
+            fin,
+            taken: op_taken,
+            emitted: op_emitted,
+        } = &mut *op;
+        if self.emit_frames(*fin, job.data(), op_taken, op_emitted) {
+            op.complete(handle, Ok(()));
+            return true;
+        }
+        let progressed = op.taken != taken || op.emitted != emitted;
+        self.write_op = Some(op);
+        progressed
+    }
+
+    /// Emits frames of a write until all of `data` is framed (true) or the output is full
+    /// (false). `taken` and `emitted` are the write's progress: payload bytes framed so far
+    /// and whether any frame was (an empty write is one empty frame).
+    fn emit_frames(
+        &mut self,
+        fin: bool,
+        data: &mut dyn Buf,
+        taken: &mut usize,
+        emitted: &mut bool,
+    ) -> bool {
         loop {
-            let remaining = op.data().remaining();
-            if op.emitted && remaining == 0 {
-                op.complete(handle, Ok(()));
+            let remaining = data.remaining();
+            if *emitted && remaining == 0 {
                 return true;
             }
             if self.output_full() {
-                self.write_op = Some(op);
-                return progressed;
+                return false;
             }
             if !self.wr_cont {
                 // A new message: latch its settings (Beast latches them at message start).
@@ -517,17 +540,16 @@ impl<T: Transport> Core<T> {
                 remaining
             };
             let last = len == remaining;
-            let fin = op.fin && last;
+            let fin = fin && last;
             let opcode = if self.wr_cont {
                 Opcode::Continuation
             } else {
                 self.wr_opcode
             };
-            self.emit_frame(fin, opcode, op.data(), len);
+            self.emit_frame(fin, opcode, data, len);
             self.wr_cont = !fin;
-            op.taken += len;
-            op.emitted = true;
-            progressed = true;
+            *taken += len;
+            *emitted = true;
         }
     }
 
@@ -599,6 +621,26 @@ impl<T: Transport> Core<T> {
         Some(len)
     }
 
+    /// Emits the frames of a write just started that takes several (it is fragmented), as
+    /// many as the output takes below its high-water mark, when the write could go as one
+    /// frame but for its size (see [`write_in_one_frame`](Core::write_in_one_frame)).
+    /// Returns the payload bytes taken and whether a frame was emitted, with true when all
+    /// of `data` is framed; `None`, with nothing emitted, when the write must be started
+    /// as an operation from the start. What [`advance_write`](Core::advance_write) would do
+    /// for such a write, without storing it unless it is left unfinished.
+    pub(crate) fn write_in_frames(
+        &mut self,
+        fin: bool,
+        data: &mut dyn Buf,
+    ) -> Option<(usize, bool, bool)> {
+        if !self.can_frame_at_once() {
+            return None;
+        }
+        let (mut taken, mut emitted) = (0, false);
+        let done = self.emit_frames(fin, data, &mut taken, &mut emitted);
+        Some((taken, emitted, done))
+    }
+
     /// As [`write_in_one_frame`](Core::write_in_one_frame) for a payload shorter than
     /// [`ZERO_COPY_MIN`] that is one slice of the caller's buffers: it is copied into the
     /// output with its header, without going through the buffers. False when the write
@@ -626,13 +668,7 @@ impl<T: Transport> Core<T> {
     /// latched as for a frame about to be emitted; `None` when it cannot.
     #[inline(always)]
     fn start_one_frame(&mut self, fin: bool, len: usize) -> Option<Opcode> {
-        if self.status != Status::Open
-            || self.teardown.is_some()
-            || self.flush_blocked
-            || self.write_op.is_some()
-            || self.pmd.is_active()
-            || self.output_full()
-        {
+        if !self.can_frame_at_once() {
             return None;
         }
         let (opcode, auto_fragment) = if self.wr_cont {
@@ -650,6 +686,19 @@ impl<T: Transport> Core<T> {
         }
         self.wr_cont = !fin;
         Some(opcode)
+    }
+
+    /// True when a write just started can be framed as it starts: the stream is open with
+    /// no teardown, no other write and no blocked output, without permessage-deflate, and
+    /// the output is below the high-water mark.
+    #[inline(always)]
+    fn can_frame_at_once(&self) -> bool {
+        self.status == Status::Open
+            && self.teardown.is_none()
+            && !self.flush_blocked
+            && self.write_op.is_none()
+            && !self.pmd.is_active()
+            && !self.output_full()
     }
 
     /// True when the output is at or past its high-water mark (to be written at once).

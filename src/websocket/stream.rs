@@ -1284,15 +1284,20 @@ impl<T: Transport> Stream<T> {
             } else {
                 core.write_in_one_frame(fin, &mut data)
             };
+            // A fragmented write: its frames now, as far as the output takes them.
+            let framed = framed
+                .map(|taken| (taken, true, true))
+                .or_else(|| core.write_in_frames(fin, &mut data));
             match framed {
-                Some(taken) => (taken, core.take_flush_request(), core.output_full()),
-                None => {
+                Some((taken, _, true)) => (taken, core.take_flush_request(), core.output_full()),
+                left => {
+                    let (taken, emitted, _) = left.unwrap_or((0, false, false));
                     self.handle().work_started();
                     core.write_op = Some(Box::new(WriteOp {
                         job: WriteJob::new(data, handler),
                         fin,
-                        taken: 0,
-                        emitted: false,
+                        taken,
+                        emitted,
                     }));
                     drop(core);
                     self.inner.drive_write();
