@@ -1284,10 +1284,11 @@ impl<T: Transport> Stream<T> {
             } else {
                 core.write_in_one_frame(fin, &mut data)
             };
-            // A fragmented write: its frames now, as far as the output takes them.
-            let framed = framed
-                .map(|taken| (taken, true, true))
-                .or_else(|| core.write_in_frames(fin, &mut data));
+            let framed = match framed {
+                Some(taken) => Some((taken, true, true)),
+                // A fragmented write: its frames now, as far as the output takes them.
+                None => core.write_in_frames(fin, &mut data),
+            };
             match framed {
                 Some((taken, _, true)) => (taken, core.take_flush_request(), core.output_full()),
                 left => {
