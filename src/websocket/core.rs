@@ -872,6 +872,11 @@ impl<T: Transport> Core<T> {
             self.read_suspended = true;
             return Step::Progress;
         }
+        if let Some((header, _)) = self.pending_control.as_deref() {
+            if self.control_must_wait(consumer, header.opcode) {
+                return Step::Blocked;
+            }
+        }
         let (header, header_len) = match self.pending_control.take() {
             Some(pending) => *pending,
             None => match self.reader.decode(self.rd_buf.data()) {
