@@ -139,7 +139,15 @@ pub(crate) struct WriteOp {
     /// The caller's buffers and handler, together (inline when small).
     pub(crate) job: WriteJob,
     pub(crate) fin: bool,
+    pub(crate) framing: Framing,
+}
+
+/// How far a write's framing got.
+#[derive(Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Framing {
+    /// Payload bytes framed (the handler's byte count).
     pub(crate) taken: usize,
+    /// A frame was emitted (an empty write is one empty frame).
     pub(crate) emitted: bool,
 }
 
@@ -151,7 +159,7 @@ impl WriteOp {
 
     /// Queues the handler with `result` and the payload bytes taken.
     pub(crate) fn complete(self, handle: &Handle, result: Result<(), Error>) {
-        handle.complete_io(self.job.into_handler(), result, self.taken);
+        handle.complete_io(self.job.into_handler(), result, self.framing.taken);
     }
 }
 
@@ -495,35 +503,23 @@ impl<T: Transport> Core<T> {
         if self.pmd_write(&mut op) {
             return self.advance_write_deflate(handle, op);
         }
-        let (taken, emitted) = (op.taken, op.emitted);
-        let WriteOp {
-            job,
-            fin,
-            taken: op_taken,
-            emitted: op_emitted,
-        } = &mut *op;
-        if self.emit_frames(*fin, job.data(), op_taken, op_emitted) {
+        let before = op.framing;
+        let WriteOp { job, fin, framing } = &mut *op;
+        if self.emit_frames(*fin, job.data(), framing) {
             op.complete(handle, Ok(()));
             return true;
         }
-        let progressed = op.taken != taken || op.emitted != emitted;
+        let progressed = op.framing != before;
         self.write_op = Some(op);
         progressed
     }
 
     /// Emits frames of a write until all of `data` is framed (true) or the output is full
-    /// (false). `taken` and `emitted` are the write's progress: payload bytes framed so far
-    /// and whether any frame was (an empty write is one empty frame).
-    fn emit_frames(
-        &mut self,
-        fin: bool,
-        data: &mut dyn Buf,
-        taken: &mut usize,
-        emitted: &mut bool,
-    ) -> bool {
+    /// (false), recording its progress in `framing`.
+    fn emit_frames(&mut self, fin: bool, data: &mut dyn Buf, framing: &mut Framing) -> bool {
         loop {
             let remaining = data.remaining();
-            if *emitted && remaining == 0 {
+            if framing.emitted && remaining == 0 {
                 return true;
             }
             if self.output_full() {
@@ -548,8 +544,8 @@ impl<T: Transport> Core<T> {
             };
             self.emit_frame(fin, opcode, data, len);
             self.wr_cont = !fin;
-            *taken += len;
-            *emitted = true;
+            framing.taken += len;
+            framing.emitted = true;
         }
     }
 
@@ -624,21 +620,21 @@ impl<T: Transport> Core<T> {
     /// Emits the frames of a write just started that takes several (it is fragmented), as
     /// many as the output takes below its high-water mark, when the write could go as one
     /// frame but for its size (see [`write_in_one_frame`](Core::write_in_one_frame)).
-    /// Returns the payload bytes taken and whether a frame was emitted, with true when all
-    /// of `data` is framed; `None`, with nothing emitted, when the write must be started
-    /// as an operation from the start. What [`advance_write`](Core::advance_write) would do
+    /// Returns how far the framing got, with true when all of `data` is framed; `None`,
+    /// with nothing emitted, when the write must be started as an operation from the
+    /// start. What [`advance_write`](Core::advance_write) would do
     /// for such a write, without storing it unless it is left unfinished.
     pub(crate) fn write_in_frames(
         &mut self,
         fin: bool,
         data: &mut dyn Buf,
-    ) -> Option<(usize, bool, bool)> {
+    ) -> Option<(Framing, bool)> {
         if !self.can_frame_at_once() {
             return None;
         }
-        let (mut taken, mut emitted) = (0, false);
-        let done = self.emit_frames(fin, data, &mut taken, &mut emitted);
-        Some((taken, emitted, done))
+        let mut framing = Framing::default();
+        let done = self.emit_frames(fin, data, &mut framing);
+        Some((framing, done))
     }
 
     /// As [`write_in_one_frame`](Core::write_in_one_frame) for a payload shorter than

@@ -373,7 +373,7 @@ impl<T: Transport> Core<T> {
     /// `compress()`, and the first write at least `msg_size_threshold` bytes), and says
     /// whether `op` goes through the compressor.
     pub(crate) fn pmd_write(&mut self, op: &mut WriteOp) -> bool {
-        if !self.wr_cont && !self.pmd.wr_in_msg && !op.emitted {
+        if !self.wr_cont && !self.pmd.wr_in_msg && !op.framing.emitted {
             self.pmd.wr_compress = self.pmd.codec.is_some()
                 && self.pmd.compress
                 && op.data().remaining() >= self.pmd.msg_size_threshold();
@@ -386,7 +386,7 @@ impl<T: Transport> Core<T> {
     /// `auto_fragment` says (as Beast). A non-final write may emit nothing (compression
     /// latency); it completes once its data is taken. Returns true on progress.
     pub(crate) fn advance_write_deflate(&mut self, handle: &Handle, mut op: Box<WriteOp>) -> bool {
-        op.emitted = true; // started: the compression decision holds for the whole op
+        op.framing.emitted = true; // started: the compression decision holds for the whole op
         if !self.pmd.wr_in_msg {
             self.pmd.wr_in_msg = true;
             self.pmd.wr_first = true;
@@ -418,7 +418,7 @@ impl<T: Transport> Core<T> {
                 Err(e) => break Err(e),
             };
             op.data().advance(p.consumed);
-            op.taken += p.consumed;
+            op.framing.taken += p.consumed;
             progressed = true;
             let end = piece_last && p.done;
             if p.written > 0 || end {

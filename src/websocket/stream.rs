@@ -6,7 +6,7 @@ use std::rc::{Rc, Weak};
 use bytes::Buf;
 
 use super::core::{
-    CloseOp, Consumer, ControlCallback, ControlObserver, Core, ReadOp, Status, WriteOp,
+    CloseOp, Consumer, ControlCallback, ControlObserver, Core, Framing, ReadOp, Status, WriteOp,
     ZERO_COPY_MIN,
 };
 use super::deflate::IDLE_RELEASE_TIMER;
@@ -1285,20 +1285,27 @@ impl<T: Transport> Stream<T> {
                 core.write_in_one_frame(fin, &mut data)
             };
             let framed = match framed {
-                Some(taken) => Some((taken, true, true)),
+                Some(taken) => Some((
+                    Framing {
+                        taken,
+                        emitted: true,
+                    },
+                    true,
+                )),
                 // A fragmented write: its frames now, as far as the output takes them.
                 None => core.write_in_frames(fin, &mut data),
             };
             match framed {
-                Some((taken, _, true)) => (taken, core.take_flush_request(), core.output_full()),
+                Some((framing, true)) => {
+                    (framing.taken, core.take_flush_request(), core.output_full())
+                }
                 left => {
-                    let (taken, emitted, _) = left.unwrap_or((0, false, false));
+                    let framing = left.map_or(Framing::default(), |(framing, _)| framing);
                     self.handle().work_started();
                     core.write_op = Some(Box::new(WriteOp {
                         job: WriteJob::new(data, handler),
                         fin,
-                        taken,
-                        emitted,
+                        framing,
                     }));
                     drop(core);
                     self.inner.drive_write();
