@@ -622,8 +622,8 @@ impl<T: Transport> Core<T> {
     /// frame but for its size (see [`write_in_one_frame`](Core::write_in_one_frame)).
     /// Returns how far the framing got, with true when all of `data` is framed; `None`,
     /// with nothing emitted, when the write must be started as an operation from the
-    /// start. What [`advance_write`](Core::advance_write) would do
-    /// for such a write, without storing it unless it is left unfinished.
+    /// start. What [`advance_write`](Core::advance_write) would do for such a write,
+    /// without storing it unless it is left unfinished.
     pub(crate) fn write_in_frames(
         &mut self,
         fin: bool,

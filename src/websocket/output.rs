@@ -119,6 +119,7 @@ impl Output {
     /// written, `Ok(false)` when the transport would block.
     pub(crate) fn flush<T: Transport>(&mut self, transport: &mut T) -> io::Result<bool> {
         while self.queued > 0 {
+            let queued = self.queued;
             let bufs = self.bufs();
             // Most flushes carry staged bytes and at most one chunk (the staged bytes before
             // it and after it, and the chunk): a small gather array is enough, and is
@@ -138,6 +139,11 @@ impl Output {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
                 Err(e) => return Err(e),
             };
+            if written == queued {
+                // All of it: the buffers are cleared as they go back, below.
+                self.queued = 0;
+                break;
+            }
             bufs.consume(written);
             self.queued -= written;
         }
