@@ -29,10 +29,26 @@ fn serve(ws: Ws, buffer: FlatBuffer) {
     });
 }
 
-/// One message from the client, echoed by the server and read back by the client.
+/// One message from the client, echoed by the server and read back by the client, each
+/// message one frame.
 fn echo(c: &mut Criterion) {
-    let mut g = c.benchmark_group("websocket_echo");
-    for size in [64usize, 16 * 1024, 1024 * 1024] {
+    echo_group(c, "websocket_echo", false, &[64, 16 * 1024, 1024 * 1024]);
+}
+
+/// As [`echo`] with Beast's defaults: `auto_fragment` on, so that a message goes out in
+/// frames of `write_buffer_bytes` (4 KiB) both ways.
+fn echo_fragmented(c: &mut Criterion) {
+    echo_group(
+        c,
+        "websocket_echo_fragmented",
+        true,
+        &[16 * 1024, 1024 * 1024],
+    );
+}
+
+fn echo_group(c: &mut Criterion, name: &str, auto_fragment: bool, sizes: &[usize]) {
+    let mut g = c.benchmark_group(name);
+    for &size in sizes {
         let ctx = IoContext::new().unwrap();
         let (a, b) = test::Stream::pair(&ctx);
         let (client, server) = (Stream::new(a), Stream::new(b));
@@ -40,7 +56,7 @@ fn echo(c: &mut Criterion) {
         server.open_unchecked(Role::Server);
         for ws in [&client, &server] {
             ws.set_binary(true);
-            ws.set_auto_fragment(false);
+            ws.set_auto_fragment(auto_fragment);
             ws.set_read_message_max(0);
         }
         client.set_secure_prng(false);
@@ -69,5 +85,5 @@ fn echo(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, echo);
+criterion_group!(benches, echo, echo_fragmented);
 criterion_main!(benches);
