@@ -62,8 +62,9 @@ fn queued_control_callbacks_hold_parsing_back_until_they_run() {
     });
     ctx.run();
     assert!(done.get());
+    // 16 calls queued, and the ping read after them that waits unparsed.
     assert!(
-        most_waiting.get() <= 64,
+        most_waiting.get() <= 17,
         "{} control callbacks were queued at once",
         most_waiting.get()
     );
