@@ -1,7 +1,7 @@
 //! permessage-deflate in the stream's engine: the per-connection compression state, the
 //! inflating read step and the compressing write algorithm (Beast's fifth write algorithm).
 //!
-//! The engine in `core.rs` calls in at three points: when a data frame starts
+//! The engine in `core/` calls in at three points: when a data frame starts
 //! ([`Core::pmd_frame_start`]), when a frame of a compressed message has payload to deliver
 //! ([`Core::step_inflate`]), and when a write may start or continue a compressed message
 //! ([`Core::pmd_write`]). The zlib state itself is allocated by the codec when the first

@@ -25,7 +25,7 @@ pub struct Timeout {
     pub handshake_timeout: Option<Duration>,
     /// Bounds the time with nothing received while the stream is open. The expiry closes
     /// the transport whether or not a read is pending; the pending operation, or else the
-    /// next one started, gets [`Error::Timeout`](crate::Error::Timeout).
+    /// next one started, gets [`Error::Timeout`].
     pub idle_timeout: Option<Duration>,
     /// Send a ping when half the idle time has passed with nothing received, and time out
     /// only if the next half passes too.
