@@ -156,6 +156,10 @@ impl<T: Transport> Core<T> {
                 remaining
             };
             let last = len == remaining;
+            if !last && len >= ZERO_COPY_MIN && self.role == Role::Server {
+                self.emit_shared_frames(fin, data, framing);
+                continue;
+            }
             let fin = fin && last;
             let opcode = if self.wr_cont {
                 Opcode::Continuation
@@ -167,6 +171,54 @@ impl<T: Transport> Core<T> {
             framing.taken += len;
             framing.emitted = true;
         }
+    }
+
+    /// Emits frames of a fragmented write in the server role, frames long enough to be
+    /// queued without a copy: as many as [`emit_frames`](Core::emit_frames) would emit one
+    /// by one (each while the output is below its high-water mark; a last frame too short
+    /// to be shared is left to it). Their payload is taken from `data` in one call (no copy
+    /// when it is one `Bytes`), and each frame's chunk is cut from that, without a call
+    /// through the caller's buffers per frame. The message's settings are latched.
+    fn emit_shared_frames(&mut self, fin: bool, data: &mut dyn Buf, framing: &mut Framing) {
+        let size = self.opts.write_buffer_bytes();
+        let remaining = data.remaining();
+        let high_water = self.opts.high_water();
+        let mut queued = self.out.len();
+        let mut take = 0;
+        while take < remaining && queued < high_water {
+            let len = (remaining - take).min(size);
+            if len < ZERO_COPY_MIN {
+                break;
+            }
+            take += len;
+            queued +=
+                len + FrameHeader::new(false, Opcode::Continuation, len as u64, None).encoded_len();
+        }
+        let mut payload = data.copy_to_bytes(take);
+        let mut left = remaining;
+        self.out.take_stage(self.transport.handle().buffers());
+        while !payload.is_empty() {
+            let chunk = if payload.len() > size {
+                payload.split_to(size)
+            } else {
+                std::mem::take(&mut payload)
+            };
+            let len = chunk.len();
+            left -= len;
+            let frame_fin = fin && left == 0;
+            let opcode = if self.wr_cont {
+                Opcode::Continuation
+            } else {
+                self.wr_opcode
+            };
+            let mut raw = [0u8; MAX_HEADER_LEN];
+            let n = FrameHeader::new(frame_fin, opcode, len as u64, None).encode(&mut raw);
+            self.out.push_header(&raw, n, 0);
+            self.out.push_shared(chunk);
+            self.wr_cont = !frame_fin;
+            framing.taken += len;
+        }
+        framing.emitted = true;
     }
 
     /// Emits the frames of a write just started when it is the only thing to do: the stream
@@ -275,5 +327,166 @@ impl<T: Transport> Core<T> {
             && self.write_op.is_none()
             && !self.pmd.is_active()
             && !self.output_full()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::{Buf, Bytes};
+
+    use crate::net::IoContext;
+    use crate::test::Stream as TestStream;
+    use crate::websocket::Stream;
+    use crate::Role;
+
+    /// The frames of unmasked output: (first header byte, payload).
+    fn frames(mut out: &[u8]) -> Vec<(u8, Vec<u8>)> {
+        let mut frames = Vec::new();
+        while !out.is_empty() {
+            let (len, at) = match out[1] {
+                126 => (usize::from(u16::from_be_bytes([out[2], out[3]])), 4),
+                127 => (
+                    u64::from_be_bytes(out[2..10].try_into().unwrap()) as usize,
+                    10,
+                ),
+                n => (usize::from(n), 2),
+            };
+            assert_eq!(out[1] & 0x80, 0, "a server frame is unmasked");
+            frames.push((out[0], out[at..at + len].to_vec()));
+            out = &out[at + len..];
+        }
+        frames
+    }
+
+    /// The frames Beast's auto-fragmenting sends for `parts` written in turn (each with its
+    /// `fin`), cut at `size` bytes: the first frame of the message binary, then continuations.
+    fn expected(parts: &[(&[u8], bool)], size: usize) -> Vec<(u8, Vec<u8>)> {
+        let mut frames = Vec::new();
+        let mut cont = false;
+        for &(part, fin) in parts {
+            let pieces: Vec<&[u8]> = if part.is_empty() {
+                vec![part]
+            } else {
+                part.chunks(size).collect()
+            };
+            let count = pieces.len();
+            for (i, piece) in pieces.into_iter().enumerate() {
+                let last = fin && i + 1 == count;
+                let opcode = if cont { 0x0 } else { 0x2 };
+                frames.push((u8::from(last) << 7 | opcode, piece.to_vec()));
+                cont = !last;
+            }
+        }
+        frames
+    }
+
+    fn payload(len: usize, seed: u8) -> Vec<u8> {
+        (0..len)
+            .map(|i| (i as u8).wrapping_mul(31) ^ seed)
+            .collect()
+    }
+
+    /// Writes `parts` with `async_write_some` from a server stream, as `Bytes`, as a slice
+    /// and as a chain of two pieces, after `before` bytes of a message already queued, and
+    /// checks the frames and each handler's byte count.
+    fn check(parts: &[(&[u8], bool)], size: usize, before: usize) {
+        for kind in 0..3 {
+            let ctx = IoContext::new().unwrap();
+            let ws = Stream::new(TestStream::new(&ctx));
+            ws.open_unchecked(Role::Server);
+            ws.set_binary(true);
+            ws.set_write_buffer_bytes(size).unwrap();
+            let queued = payload(before, 0x55);
+            if before > 0 {
+                // Output already queued ahead of the write (one unfragmented message).
+                ws.set_auto_fragment(false);
+                ws.async_write(Bytes::from(queued.clone()), |r, _| r.unwrap());
+                ws.set_auto_fragment(true);
+            }
+            for &(part, fin) in parts {
+                let len = part.len();
+                let check = move |r: Result<(), crate::Error>, n| {
+                    assert_eq!((r, n), (Ok(()), len), "kind {kind}");
+                };
+                let part = part.to_vec();
+                match kind {
+                    0 => ws.async_write_some(fin, Bytes::from(part), check),
+                    1 => ws.async_write_some(fin, Vec::leak(part) as &[u8], check),
+                    _ => {
+                        let (a, b) = part.split_at(part.len() / 3);
+                        let chain = Bytes::copy_from_slice(a).chain(Bytes::copy_from_slice(b));
+                        ws.async_write_some(fin, chain, check)
+                    }
+                }
+                ctx.run();
+            }
+            let mut want = Vec::new();
+            if before > 0 {
+                want.push((0x82, queued.clone()));
+            }
+            want.extend(expected(parts, size));
+            let got = frames(&ws.next_layer().take_output());
+            assert_eq!(
+                got.len(),
+                want.len(),
+                "kind {kind}, size {size}, before {before}"
+            );
+            assert!(got == want, "kind {kind}, size {size}, before {before}");
+        }
+    }
+
+    #[test]
+    fn fragmented_server_writes_cut_frames_as_beast_does_whatever_the_buffers() {
+        let sizes = [4097, 5119, 5120, 8192, 12_000, 100_000, 300_001];
+        for len in sizes {
+            let data = payload(len, 1);
+            for before in [0, 1000, 60_000, 64 << 10] {
+                check(&[(&data, true)], 4096, before);
+            }
+            check(&[(&data, true)], 1024, 0);
+            check(&[(&data, true)], 1500, 0);
+        }
+        // A message in parts: continuations across writes, the last part short.
+        let (a, b, c) = (payload(9000, 2), payload(3000, 3), payload(10, 4));
+        check(&[(&a, false), (&b, false), (&c, true)], 4096, 0);
+        check(&[(&a, false), (&[], false), (&b, true)], 2048, 500);
+    }
+
+    #[test]
+    fn a_fragmented_write_is_framed_up_to_the_high_water_mark_and_no_further() {
+        use super::super::Core;
+        use crate::proto::frame::{FrameHeader, Opcode};
+        for (size, before) in [
+            (4096, 0),
+            (4096, 1000),
+            (4096, 60_000),
+            (1024, 65_000),
+            (3000, 7),
+        ] {
+            let ctx = IoContext::new().unwrap();
+            let mut core = Core::new(TestStream::new(&ctx));
+            core.open(Role::Server);
+            core.opts.set_write_buffer_bytes(size);
+            let high_water = core.opts.high_water();
+            if before > 0 {
+                core.out.push_copy(&payload(before, 9));
+            }
+            let mut data = Bytes::from(payload(300_000, 5));
+            let (framing, done) = core.write_in_frames(true, &mut data).unwrap();
+            assert!(!done, "300 KB do not fit below the mark");
+            assert_eq!(framing.taken + data.remaining(), 300_000);
+            assert_eq!(framing.taken % size, 0, "whole frames only");
+            let frame = size
+                + FrameHeader::new(false, Opcode::Continuation, size as u64, None).encoded_len();
+            let queued = core.out.len();
+            assert!(
+                queued >= high_water,
+                "{size} {before}: stopped below the mark at {queued}"
+            );
+            assert!(
+                queued - frame < high_water,
+                "{size} {before}: a frame past the mark ({queued})"
+            );
+        }
     }
 }
