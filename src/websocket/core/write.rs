@@ -178,7 +178,7 @@ impl<T: Transport> Core<T> {
     /// by one (each while the output is below its high-water mark; a last frame too short
     /// to be shared is left to it). Their payload is taken from `data` in one call (no copy
     /// when it is one `Bytes`), and each frame's chunk is cut from that, without a call
-    /// through the caller's buffers per frame. The message's settings are latched.
+    /// through the caller's buffers per frame. The caller has latched the message's settings.
     fn emit_shared_frames(&mut self, fin: bool, data: &mut dyn Buf, framing: &mut Framing) {
         let size = self.opts.write_buffer_bytes();
         let remaining = data.remaining();
