@@ -9,6 +9,9 @@ use rbeast::net::{FlatBuffer, IoContext, SteadyTimer, TcpAcceptor, TcpStream};
 use rbeast::test::fail_handler;
 use rbeast::Error;
 
+mod common;
+use common::Captured;
+
 fn listen(ctx: &IoContext) -> TcpAcceptor {
     TcpAcceptor::bind(ctx, "127.0.0.1:0".parse().unwrap()).unwrap()
 }
@@ -140,11 +143,10 @@ fn connect_to_a_closed_port_reports_connection_refused() {
         addr
     };
     let sock = TcpStream::new(&ctx);
-    let got = Rc::new(RefCell::new(None));
-    let g = got.clone();
-    sock.async_connect(addr, move |r| *g.borrow_mut() = Some(r));
+    let got = Captured::new();
+    sock.async_connect(addr, got.wait_handler());
     ctx.run();
-    let r = got.borrow_mut().take().expect("handler ran");
+    let r = got.take().expect("handler ran");
     assert!(
         r.as_ref()
             .err()

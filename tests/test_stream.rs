@@ -9,49 +9,35 @@ use rbeast::net::{FlatBuffer, IoContext};
 use rbeast::test::{fail_handler, fail_loop, success_handler, FailCount, Stream};
 use rbeast::Error;
 
-/// What a handler saw: `(result, bytes_transferred)`, filled in when it runs.
-type Seen = Rc<RefCell<Option<(Result<(), Error>, usize)>>>;
-
-/// A handler that records its outcome, and panics if it runs twice.
-fn record() -> (Seen, impl FnOnce(Result<(), Error>, usize) + 'static) {
-    let seen: Seen = Rc::new(RefCell::new(None));
-    let s = seen.clone();
-    (seen, move |r, n| {
-        let old = s.borrow_mut().replace((r, n));
-        assert!(old.is_none(), "handler ran twice");
-    })
-}
-
-fn outcome(seen: &Seen) -> (Result<(), Error>, usize) {
-    seen.borrow().clone().expect("the handler ran")
-}
+mod common;
+use common::Captured;
 
 #[test]
 fn bytes_written_at_one_end_are_read_at_the_other() {
     let ctx = IoContext::new().unwrap();
     let (a, b) = Stream::pair(&ctx);
-    let (w1, h1) = record();
-    let (w2, h2) = record();
-    a.async_write(&b"hello "[..], h1);
+    let w1 = Captured::new();
+    let w2 = Captured::new();
+    a.async_write(&b"hello "[..], w1.io_handler());
     let buf = FlatBuffer::new();
-    let (r, h) = record();
-    b.async_read(&buf, 11, h);
+    let r = Captured::new();
+    b.async_read(&buf, 11, r.io_handler());
     ctx.poll();
-    assert_eq!(outcome(&w1), (Ok(()), 6));
-    assert!(r.borrow().is_none(), "only 6 of 11 bytes so far");
+    assert_eq!(w1.take(), Some((Ok(()), 6)));
+    assert!(!r.is_set(), "only 6 of 11 bytes so far");
     // The read stays pending and completes when the rest arrives.
-    a.async_write(&b"world"[..], h2);
+    a.async_write(&b"world"[..], w2.io_handler());
     ctx.run();
-    assert_eq!(outcome(&w2), (Ok(()), 5));
-    assert_eq!(outcome(&r), (Ok(()), 11));
+    assert_eq!(w2.take(), Some((Ok(()), 5)));
+    assert_eq!(r.take(), Some((Ok(()), 11)));
     assert_eq!(&*buf.data(), b"hello world");
     // And the other direction.
     b.async_write(&b"back"[..], success_handler());
     let back = FlatBuffer::new();
-    let (r, h) = record();
-    a.async_read_some(&back, h);
+    let r = Captured::new();
+    a.async_read_some(&back, r.io_handler());
     ctx.run();
-    assert_eq!(outcome(&r), (Ok(()), 4));
+    assert_eq!(r.take(), Some((Ok(()), 4)));
     assert_eq!(&*back.data(), b"back");
 }
 
@@ -64,20 +50,20 @@ fn read_size_one_forces_one_byte_reads() {
     let payload: Vec<u8> = (0..N as u8).collect();
     a.async_write(Bytes::from(payload.clone()), success_handler());
     let buf = FlatBuffer::new();
-    let (r, h) = record();
-    b.async_read(&buf, N, h);
+    let r = Captured::new();
+    b.async_read(&buf, N, r.io_handler());
     ctx.run();
-    assert_eq!(outcome(&r), (Ok(()), N));
+    assert_eq!(r.take(), Some((Ok(()), N)));
     assert_eq!(&*buf.data(), &payload[..]);
     assert_eq!(b.nread(), N, "one read call per byte");
     assert_eq!(b.nread_bytes(), N);
     // read_some gets exactly one byte per call.
     a.async_write(&b"xyz"[..], success_handler());
     let some = FlatBuffer::new();
-    let (r, h) = record();
-    b.async_read_some(&some, h);
+    let r = Captured::new();
+    b.async_read_some(&some, r.io_handler());
     ctx.run();
-    assert_eq!(outcome(&r), (Ok(()), 1));
+    assert_eq!(r.take(), Some((Ok(()), 1)));
     assert_eq!(&*some.data(), b"x");
     assert_eq!(b.str(), "yz");
 }
@@ -88,18 +74,18 @@ fn write_size_three_forces_partial_writes() {
     let (a, b) = Stream::pair(&ctx);
     a.write_size(3);
     let payload: Vec<u8> = (0..100u8).collect();
-    let (w, h) = record();
-    a.async_write(Bytes::from(payload.clone()), h);
+    let w = Captured::new();
+    a.async_write(Bytes::from(payload.clone()), w.io_handler());
     ctx.run();
-    assert_eq!(outcome(&w), (Ok(()), 100));
+    assert_eq!(w.take(), Some((Ok(()), 100)));
     assert_eq!(a.nwrite(), 34, "33 writes of 3 bytes and one of 1");
     assert_eq!(a.nwrite_bytes(), 100);
     assert_eq!(&b.input()[..], &payload[..]);
     // write_some takes one capped write.
-    let (w, h) = record();
-    a.async_write_some(&b"abcdef"[..], h);
+    let w = Captured::new();
+    a.async_write_some(&b"abcdef"[..], w.io_handler());
     ctx.run();
-    assert_eq!(outcome(&w), (Ok(()), 3));
+    assert_eq!(w.take(), Some((Ok(()), 3)));
     assert_eq!(a.nwrite(), 35);
 }
 
@@ -111,10 +97,10 @@ fn append_injects_input_and_str_shows_it() {
     s.append(&[0x81, 0xff]);
     assert_eq!(s.str(), "GET / HTTP/1.1\r\n\u{81}\u{ff}");
     let buf = FlatBuffer::new();
-    let (r, h) = record();
-    s.async_read(&buf, 5, h);
+    let r = Captured::new();
+    s.async_read(&buf, 5, r.io_handler());
     ctx.run();
-    assert_eq!(outcome(&r), (Ok(()), 5));
+    assert_eq!(r.take(), Some((Ok(()), 5)));
     assert_eq!(&*buf.data(), b"GET /");
     assert_eq!(
         s.str(),
@@ -140,18 +126,18 @@ fn close_lets_the_peer_drain_then_see_eof_and_fail_writes() {
     assert!(!a.is_open());
     ctx.run();
     let buf = FlatBuffer::new();
-    let (r, h) = record();
-    b.async_read(&buf, 100, h);
+    let r = Captured::new();
+    b.async_read(&buf, 100, r.io_handler());
     ctx.run();
-    assert_eq!(outcome(&r), (Err(Error::Eof), 9));
+    assert_eq!(r.take(), Some((Err(Error::Eof), 9)));
     assert_eq!(&*buf.data(), b"left over");
     // Once drained, every read is end of stream.
     b.async_read_some(&FlatBuffer::new(), fail_handler(Error::Eof));
     ctx.run();
-    let (w, h) = record();
-    b.async_write(&b"into the void"[..], h);
+    let w = Captured::new();
+    b.async_write(&b"into the void"[..], w.io_handler());
     ctx.run();
-    let (result, n) = outcome(&w);
+    let (result, n) = w.take().expect("the handler ran");
     assert_eq!(n, 0);
     let err = result.unwrap_err();
     assert!(err.is_io(ErrorKind::ConnectionReset), "{err:?}");
@@ -165,31 +151,32 @@ fn close_lets_the_peer_drain_then_see_eof_and_fail_writes() {
 fn close_wakes_a_read_already_pending_on_the_peer() {
     let ctx = IoContext::new().unwrap();
     let (a, b) = Stream::pair(&ctx);
-    let (r, h) = record();
-    b.async_read_some(&FlatBuffer::new(), h);
+    let r = Captured::new();
+    b.async_read_some(&FlatBuffer::new(), r.io_handler());
     assert_eq!(ctx.poll(), 0, "nothing to read yet");
     a.close();
     ctx.run();
-    assert_eq!(outcome(&r), (Err(Error::Eof), 0));
+    assert_eq!(r.take(), Some((Err(Error::Eof), 0)));
 }
 
 #[test]
 fn dropping_one_end_is_like_closing_it() {
     let ctx = IoContext::new().unwrap();
     let (a, b) = Stream::pair(&ctx);
-    let (r, h) = record();
+    let r = Captured::new();
     let buf = FlatBuffer::new();
-    b.async_read(&buf, 10, h);
+    b.async_read(&buf, 10, r.io_handler());
     a.async_write(&b"bye"[..], success_handler());
     ctx.run_one();
     drop(a);
     ctx.run();
-    assert_eq!(outcome(&r), (Err(Error::Eof), 3));
+    assert_eq!(r.take(), Some((Err(Error::Eof), 3)));
     assert_eq!(&*buf.data(), b"bye");
-    let (w, h) = record();
-    b.async_write(&b"x"[..], h);
+    let w = Captured::new();
+    b.async_write(&b"x"[..], w.io_handler());
     ctx.run();
-    assert!(outcome(&w).0.unwrap_err().is_io(ErrorKind::ConnectionReset));
+    let (result, _) = w.take().expect("the handler ran");
+    assert!(result.unwrap_err().is_io(ErrorKind::ConnectionReset));
 }
 
 #[test]
@@ -199,10 +186,10 @@ fn close_remote_ends_the_input_but_not_the_output() {
     b.append(b"tail");
     b.close_remote();
     let buf = FlatBuffer::new();
-    let (r, h) = record();
-    b.async_read(&buf, 10, h);
+    let r = Captured::new();
+    b.async_read(&buf, 10, r.io_handler());
     ctx.run();
-    assert_eq!(outcome(&r), (Err(Error::Eof), 4));
+    assert_eq!(r.take(), Some((Err(Error::Eof), 4)));
     assert_eq!(&*buf.data(), b"tail");
     // Writing still works: close_remote only ends this end's input.
     assert!(b.is_open());
@@ -273,13 +260,13 @@ fn a_write_is_outstanding_only_until_it_completes() {
     let ctx = IoContext::new().unwrap();
     let (a, b) = Stream::pair(&ctx);
     a.write_size(1);
-    let (w1, h1) = record();
-    let (w2, h2) = record();
-    a.async_write(&b"abc"[..], h1);
-    a.async_write(&b"def"[..], h2);
+    let w1 = Captured::new();
+    let w2 = Captured::new();
+    a.async_write(&b"abc"[..], w1.io_handler());
+    a.async_write(&b"def"[..], w2.io_handler());
     ctx.run();
-    assert_eq!(outcome(&w1), (Ok(()), 3));
-    assert_eq!(outcome(&w2), (Ok(()), 3));
+    assert_eq!(w1.take(), Some((Ok(()), 3)));
+    assert_eq!(w2.take(), Some((Ok(()), 3)));
     assert_eq!(b.str(), "abcdef");
 }
 
@@ -288,14 +275,14 @@ fn cancel_aborts_pending_reads_and_leaves_the_stream_usable() {
     let ctx = IoContext::new().unwrap();
     let (a, b) = Stream::pair(&ctx);
     let buf = FlatBuffer::new();
-    let (r, h) = record();
-    b.async_read(&buf, 10, h);
+    let r = Captured::new();
+    b.async_read(&buf, 10, r.io_handler());
     a.async_write(&b"part"[..], success_handler());
     ctx.run_one();
     ctx.poll();
     b.cancel();
     ctx.run();
-    assert_eq!(outcome(&r), (Err(Error::OperationAborted), 4));
+    assert_eq!(r.take(), Some((Err(Error::OperationAborted), 4)));
     assert!(b.is_open());
     a.async_write(&b"more"[..], success_handler());
     b.async_read(&buf, 4, success_handler());
@@ -544,13 +531,14 @@ fn shutdown_write_is_eof_for_the_peer_and_broken_pipe_for_us() {
     ctx.run();
     a.shutdown(std::net::Shutdown::Write).unwrap();
     let buf = FlatBuffer::new();
-    let (r, h) = record();
-    b.async_read(&buf, 10, h);
-    let (w, hw) = record();
-    a.async_write(&b"late"[..], hw);
+    let r = Captured::new();
+    b.async_read(&buf, 10, r.io_handler());
+    let w = Captured::new();
+    a.async_write(&b"late"[..], w.io_handler());
     ctx.run();
-    assert_eq!(outcome(&r), (Err(Error::Eof), 3));
-    assert!(outcome(&w).0.unwrap_err().is_io(ErrorKind::BrokenPipe));
+    assert_eq!(r.take(), Some((Err(Error::Eof), 3)));
+    let (result, _) = w.take().expect("the handler ran");
+    assert!(result.unwrap_err().is_io(ErrorKind::BrokenPipe));
     // The other direction still works.
     b.async_write(&b"reply"[..], success_handler());
     ctx.run();

@@ -13,7 +13,7 @@ use rbeast::websocket::Stream;
 use rbeast::{Error, Role};
 
 mod common;
-use common::masked;
+use common::{masked, Captured};
 
 type Ws = Stream<test::Stream>;
 
@@ -56,11 +56,10 @@ fn read_once_into(buf: FlatBuffer, role: Role, input: &[u8], setup: impl FnOnce(
     setup(&ws);
     ws.next_layer().append(input);
     ws.next_layer().close_remote();
-    let got = Rc::new(RefCell::new(None));
-    let g = got.clone();
-    ws.async_read(&buf, move |r, _| *g.borrow_mut() = Some(r));
+    let got = Captured::new();
+    ws.async_read(&buf, got.result_handler());
     ctx.run();
-    let result = got.borrow_mut().take().expect("the read completed");
+    let result = got.take().expect("the read completed");
     let sent = ws.next_layer().take_output().to_vec();
     let message = buf.data().to_vec();
     Outcome {
@@ -94,9 +93,8 @@ fn invalid_utf8_fails_fast_inside_a_frame_whose_rest_has_not_arrived() {
     let header_len = 6;
     ws.next_layer()
         .append(&frame[..header_len + valid.len() + 2]);
-    let got = Rc::new(RefCell::new(None));
-    let g = got.clone();
-    ws.async_read(&FlatBuffer::new(), move |r, _| *g.borrow_mut() = Some(r));
+    let got = Captured::new();
+    ws.async_read(&FlatBuffer::new(), got.result_handler());
     ctx.poll();
     assert_eq!(
         close_code_sent(&ws.next_layer().take_output()),
@@ -105,7 +103,7 @@ fn invalid_utf8_fails_fast_inside_a_frame_whose_rest_has_not_arrived() {
     );
     ws.next_layer().close_remote();
     ctx.run();
-    assert_eq!(got.borrow_mut().take(), Some(Err(Error::BadFramePayload)));
+    assert_eq!(got.take(), Some(Err(Error::BadFramePayload)));
 }
 
 /// 6.4.1/6.4.2: the same, when the bad bytes are in a later fragment of the message.
@@ -153,19 +151,18 @@ fn a_ping_between_fragments_is_answered_before_the_message_ends() {
     input.extend(masked(0x89, b"ping payload"));
     ws.next_layer().append(&input);
     let buf = FlatBuffer::new();
-    let got = Rc::new(RefCell::new(None));
-    let g = got.clone();
-    ws.async_read(&buf, move |r, n| *g.borrow_mut() = Some((r, n)));
+    let got = Captured::new();
+    ws.async_read(&buf, got.io_handler());
     ctx.poll();
     assert_eq!(
         &ws.next_layer().take_output()[..],
         &unmasked(0x8a, b"ping payload")[..],
         "the pong went out before the last fragment arrived"
     );
-    assert!(got.borrow().is_none());
+    assert!(!got.is_set());
     ws.next_layer().append(&masked(0x80, b"fragment2"));
     ctx.run();
-    assert_eq!(got.borrow_mut().take(), Some((Ok(()), 18)));
+    assert_eq!(got.take(), Some((Ok(()), 18)));
     assert_eq!(&*buf.data(), b"fragment1fragment2");
 }
 
@@ -241,11 +238,10 @@ fn valid_close_codes_are_echoed() {
         let ws = lone(&ctx, Role::Server);
         ws.next_layer().append(&input);
         ws.next_layer().close_remote();
-        let got = Rc::new(RefCell::new(None));
-        let g = got.clone();
-        ws.async_read(&FlatBuffer::new(), move |r, _| *g.borrow_mut() = Some(r));
+        let got = Captured::new();
+        ws.async_read(&FlatBuffer::new(), got.result_handler());
         ctx.run();
-        assert_eq!(got.borrow_mut().take(), Some(Err(Error::Closed)), "{code}");
+        assert_eq!(got.take(), Some(Err(Error::Closed)), "{code}");
         assert_eq!(
             ws.next_layer().take_output().to_vec(),
             server_close(code),

@@ -13,7 +13,7 @@ use rbeast::websocket::{FrameType, Stream};
 use rbeast::Role;
 
 mod common;
-use common::masked;
+use common::{masked, Captured};
 
 #[test]
 fn queued_control_callbacks_hold_parsing_back_until_they_run() {
@@ -82,10 +82,9 @@ fn pings_from_a_peer_that_does_not_read_its_pongs_stop_being_read() {
     const LIMIT: usize = 16 << 20;
     let ctx = IoContext::new().unwrap();
     let (mut peer, ws) = raw_peer_and_server(&ctx);
-    let read_result = Rc::new(RefCell::new(None));
-    let r = read_result.clone();
+    let read_result = Captured::new();
     let buf = FlatBuffer::new();
-    ws.async_read(&buf, move |res, n| *r.borrow_mut() = Some((res, n)));
+    ws.async_read(&buf, read_result.io_handler());
 
     let ping = masked(0x89, &[7u8; 125]);
     let batch: Vec<u8> = ping
@@ -139,10 +138,7 @@ fn pings_from_a_peer_that_does_not_read_its_pongs_stop_being_read() {
         assert_eq!(pong[..2], [0x8A, 125]);
         assert!(pong[2..].iter().all(|&b| b == 7));
     }
-    assert!(
-        read_result.borrow().is_none(),
-        "the read still waits for data"
-    );
+    assert!(!read_result.is_set(), "the read still waits for data");
 }
 
 #[test]

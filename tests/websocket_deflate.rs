@@ -7,7 +7,7 @@ mod common;
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
-use common::random;
+use common::{random, Captured};
 use rbeast::net::{FlatBuffer, IoContext, TcpAcceptor, TcpStream};
 use rbeast::proto::close::CloseCode;
 use rbeast::proto::deflate::{Deflater, PermessageDeflate};
@@ -162,9 +162,8 @@ fn round_trip(ctx: &IoContext, from: &Ws, to: &Ws, msg: &[u8], binary: bool) {
         assert_eq!((r, n), (Ok(()), len));
     });
     let buf = FlatBuffer::new();
-    let got = Rc::new(RefCell::new(None));
-    let g = got.clone();
-    to.async_read(&buf, move |r, n| *g.borrow_mut() = Some((r, n)));
+    let got = Captured::new();
+    to.async_read(&buf, got.io_handler());
     ctx.run();
     assert_eq!(got.take(), Some((Ok(()), len)), "len {len}");
     assert!(*buf.data() == *msg, "payload differs, len {len}");
@@ -367,9 +366,8 @@ fn read_some_with_small_limits() {
         let buf = FlatBuffer::new();
         let mut calls = 0;
         loop {
-            let got = Rc::new(RefCell::new(None));
-            let g = got.clone();
-            server.async_read_some(&buf, limit, move |r, n| *g.borrow_mut() = Some((r, n)));
+            let got = Captured::new();
+            server.async_read_some(&buf, limit, got.io_handler());
             ctx.run();
             let (r, n) = got.take().expect("read_some completed");
             r.unwrap();
@@ -642,11 +640,10 @@ fn invalid_utf8_after_inflation_leaves_only_the_reported_bytes_in_the_buffer() {
             .next_layer()
             .append(&frame(true, true, 1, &wire, KEY));
         let buffer = FlatBuffer::new();
-        let outcome = Rc::new(RefCell::new(None));
-        let seen = outcome.clone();
-        server.async_read(&buffer, move |r, n| *seen.borrow_mut() = Some((r, n)));
+        let outcome = Captured::new();
+        server.async_read(&buffer, outcome.io_handler());
         assert_eq!(close_code_seen_by(&ctx, &client), 1007);
-        let (r, n) = outcome.borrow_mut().take().expect("the read completed");
+        let (r, n) = outcome.take().expect("the read completed");
         assert_eq!(r, Err(Error::BadFramePayload), "read size {read_size}");
         assert_eq!(buffer.size(), n, "read size {read_size}");
         assert!(std::str::from_utf8(&buffer.data()).is_ok());

@@ -12,7 +12,7 @@ use rbeast::websocket::Stream;
 use rbeast::{Error, Role};
 
 mod common;
-use common::tcp_pair;
+use common::{tcp_pair, Captured};
 
 /// An open client and server over the in-memory transport, the server reading at most
 /// `read_size` bytes per transport read.
@@ -48,13 +48,12 @@ fn one_frame_round_trip<T: Transport>(
 ) -> (Result<(), Error>, Bytes) {
     client.set_auto_fragment(false);
     client.async_write(message, |_, _| {});
-    let got = Rc::new(RefCell::new(None));
-    let g = got.clone();
-    server.async_read(&buffer, move |r, _| *g.borrow_mut() = Some(r));
-    while got.borrow().is_none() {
+    let got = Captured::new();
+    server.async_read(&buffer, got.result_handler());
+    while !got.is_set() {
         ctx.run_one();
     }
-    let r = got.borrow_mut().take().unwrap();
+    let r = got.take().unwrap();
     (r, buffer.take())
 }
 
@@ -235,14 +234,10 @@ fn an_announced_huge_frame_reserves_only_a_piece() {
         header.extend_from_slice(&len.to_be_bytes());
         client.next_layer().append(&header);
         let buffer = FlatBuffer::new();
-        let got = Rc::new(RefCell::new(None));
-        let g = got.clone();
-        client.async_read(&buffer, move |r, n| *g.borrow_mut() = Some((r, n)));
+        let got = Captured::new();
+        client.async_read(&buffer, got.io_handler());
         ctx.poll();
-        assert!(
-            got.borrow().is_none(),
-            "{len}: the read waits for the payload"
-        );
+        assert!(!got.is_set(), "{len}: the read waits for the payload");
         assert!(buffer.capacity() <= 2 << 20, "{len}: {}", buffer.capacity());
         // Bytes that arrive are delivered as usual.
         client.next_layer().append(&[7; 100]);

@@ -11,7 +11,7 @@ use rbeast::websocket::{FrameType, Stream};
 use rbeast::{Error, Role};
 
 mod common;
-use common::{masked, open_pair, FirstError};
+use common::{masked, open_pair, Captured, FirstError};
 
 type Ws = Stream<test::Stream>;
 
@@ -24,11 +24,10 @@ fn raw_server(ctx: &IoContext) -> Ws {
 
 fn read_message(ws: &Ws, ctx: &IoContext) -> (Result<(), Error>, Vec<u8>) {
     let buf = FlatBuffer::new();
-    let out = Rc::new(RefCell::new(None));
-    let o = out.clone();
-    ws.async_read(&buf, move |r, n| *o.borrow_mut() = Some((r, n)));
+    let out = Captured::new();
+    ws.async_read(&buf, out.io_handler());
     ctx.run();
-    let (r, n) = out.borrow_mut().take().expect("read completed");
+    let (r, n) = out.take().expect("read completed");
     assert!(r.is_err() || n == buf.size());
     let data = buf.data().to_vec();
     (r, data)
@@ -274,13 +273,12 @@ fn violation(input: &[u8], setup: impl FnOnce(&Ws)) -> (Error, Option<u16>) {
     setup(&ws);
     ws.next_layer().append(input);
     ws.next_layer().close_remote();
-    let got = Rc::new(RefCell::new(None));
-    let g = got.clone();
-    ws.async_read(&FlatBuffer::new(), move |r, _| *g.borrow_mut() = r.err());
+    let got = Captured::new();
+    ws.async_read(&FlatBuffer::new(), got.result_handler());
     ctx.run();
     let out = ws.next_layer().take_output();
     let code = (out.len() >= 4 && out[0] == 0x88).then(|| u16::from_be_bytes([out[2], out[3]]));
-    let e = got.borrow_mut().take().expect("the read failed");
+    let e = got.take().and_then(Result::err).expect("the read failed");
     (e, code)
 }
 
@@ -460,13 +458,12 @@ fn a_read_started_while_a_close_tears_down_ends_aborted() {
     client.next_layer().append(&[0x88, 0x02, 0x03, 0xe8]);
     ctx.poll();
     assert!(!closed.get(), "still draining until end of stream");
-    let read = Rc::new(RefCell::new(None));
-    let r = read.clone();
-    client.async_read(&FlatBuffer::new(), move |e, _| *r.borrow_mut() = Some(e));
+    let read = Captured::new();
+    client.async_read(&FlatBuffer::new(), read.result_handler());
     client.next_layer().close_remote();
     ctx.run_for(std::time::Duration::from_secs(5));
     assert!(closed.get());
-    assert_eq!(*read.borrow(), Some(Err(Error::OperationAborted)));
+    assert_eq!(read.take(), Some(Err(Error::OperationAborted)));
 }
 
 #[test]

@@ -1,7 +1,7 @@
 //! Timeouts of websocket::Stream: handshake, idle, keep-alive pings, closing handshake.
 //! Only lower bounds on elapsed time are asserted.
 
-use std::cell::{Cell, RefCell};
+use std::cell::Cell;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
@@ -12,7 +12,7 @@ use rbeast::websocket::{FrameType, Stream, Timeout};
 use rbeast::Error;
 
 mod common;
-use common::open_pair;
+use common::{open_pair, Captured};
 
 type Ws = Stream<test::Stream>;
 
@@ -72,9 +72,8 @@ fn keep_alive_pings_keep_an_answering_peer_connected() {
             p.set(p.get() + 1);
         }
     });
-    let server_done = Rc::new(RefCell::new(None));
-    let d = server_done.clone();
-    server.async_read(&FlatBuffer::new(), move |r, _| *d.borrow_mut() = Some(r));
+    let server_done = Captured::new();
+    server.async_read(&FlatBuffer::new(), server_done.result_handler());
     // The client only reads: it answers pings automatically.
     client.async_read(&FlatBuffer::new(), |_, _| {});
     ctx.run_for(Duration::from_millis(600));
@@ -84,13 +83,13 @@ fn keep_alive_pings_keep_an_answering_peer_connected() {
         pings.get()
     );
     assert!(
-        server_done.borrow().is_none(),
+        !server_done.is_set(),
         "the answering peer was not timed out"
     );
     // A peer that stops reading (and so stops answering) is timed out.
     client.next_layer().close();
     ctx.run();
-    assert!(server_done.borrow().is_some());
+    assert!(server_done.is_set());
 }
 
 #[test]

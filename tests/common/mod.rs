@@ -42,6 +42,60 @@ impl FirstError {
     }
 }
 
+/// A slot that a completion handler fills with its outcome; clones share the slot.
+pub struct Captured<T>(Rc<RefCell<Option<T>>>);
+
+impl<T> Clone for Captured<T> {
+    fn clone(&self) -> Self {
+        Captured(self.0.clone())
+    }
+}
+
+impl<T: 'static> Captured<T> {
+    /// An empty slot.
+    pub fn new() -> Self {
+        Captured(Rc::new(RefCell::new(None)))
+    }
+
+    /// Whether a handler has filled the slot (and it has not been taken since).
+    pub fn is_set(&self) -> bool {
+        self.0.borrow().is_some()
+    }
+
+    /// Empties the slot, returning what the handler stored, if it ran.
+    pub fn take(&self) -> Option<T> {
+        self.0.borrow_mut().take()
+    }
+
+    /// Fills the slot; panics if it is already full (a handler runs only once).
+    pub fn set(&self, value: T) {
+        let old = self.0.borrow_mut().replace(value);
+        assert!(old.is_none(), "a handler ran twice");
+    }
+}
+
+impl Captured<(Result<(), Error>, usize)> {
+    /// A read or write handler that stores its `(result, bytes_transferred)`.
+    pub fn io_handler(&self) -> impl FnOnce(Result<(), Error>, usize) + 'static {
+        let slot = self.clone();
+        move |r, n| slot.set((r, n))
+    }
+}
+
+impl Captured<Result<(), Error>> {
+    /// A read or write handler that stores its result, ignoring the byte count.
+    pub fn result_handler(&self) -> impl FnOnce(Result<(), Error>, usize) + 'static {
+        let slot = self.clone();
+        move |r, _| slot.set(r)
+    }
+
+    /// A wait-style handler (connect, close, timer) that stores its result.
+    pub fn wait_handler(&self) -> impl FnOnce(Result<(), Error>) + 'static {
+        let slot = self.clone();
+        move |r| slot.set(r)
+    }
+}
+
 /// A masked frame as a client sends it (key 0x37fa213d): `first` is the FIN/RSV/opcode
 /// byte.
 pub fn masked(first: u8, payload: &[u8]) -> Vec<u8> {
