@@ -239,7 +239,7 @@ impl Config {
     /// measured for these options (about 20 ns a byte, 450 more with compression, 2 µs
     /// over the write size, 900 ns over the read size, 6.5 µs over a read limit, 1.5 µs
     /// over the frame size), within [`TOTAL_MIN`]..=[`TOTAL_MAX`]: 2 MiB for most
-    /// options, about 136 KiB with compression, 37 KiB with one byte a write call.
+    /// options, about 136 KiB with compression, 31 KiB with one byte a write call.
     fn total_max(&self) -> usize {
         let compress = match self.deflate {
             Some(d) if d.comp_level > 0 => 450,
