@@ -12,7 +12,7 @@ use std::io::{IoSlice, Read, Write};
 use std::rc::Rc;
 use std::time::Duration;
 
-use common::{random, FirstError};
+use common::{random, Captured, FirstError};
 use rbeast::net::{FlatBuffer, IoContext, TcpAcceptor, TcpStream, Transport};
 use rbeast::proto::close::CloseCode;
 use rbeast::proto::deflate::PermessageDeflate;
@@ -53,11 +53,11 @@ fn tls_error(kind: TlsErrorKind) -> Error {
 // ------------------------------------------------------------------ loopback harness
 
 /// Echoes every message until the read fails; records that error.
-fn echo<T: Transport>(ws: websocket::Stream<T>, buf: FlatBuffer, end: Rc<RefCell<Option<Error>>>) {
+fn echo<T: Transport>(ws: websocket::Stream<T>, buf: FlatBuffer, end: Captured<Error>) {
     let (w, b) = (ws.clone(), buf.clone());
     ws.async_read(&buf, move |r, _| {
         if let Err(e) = r {
-            *end.borrow_mut() = Some(e);
+            end.set(e);
             return;
         }
         w.set_binary(w.got_binary());
@@ -76,8 +76,8 @@ fn serve_one(
     acceptor: &TcpAcceptor,
     context: tls::Context,
     setup: impl FnOnce(&Wss) + 'static,
-) -> Rc<RefCell<Option<Error>>> {
-    let end = Rc::new(RefCell::new(None));
+) -> Captured<Error> {
+    let end = Captured::new();
     let e = end.clone();
     acceptor.async_accept(move |sock| {
         let ws = websocket::Stream::new(tls::Stream::new(sock.unwrap(), &context));
@@ -124,11 +124,11 @@ fn connect(
 }
 
 /// Sends each message, checks its echo, then closes; records the close's result.
-fn send_all(ws: Wss, mut messages: Vec<Vec<u8>>, closed: Rc<RefCell<Option<Result<(), Error>>>>) {
+fn send_all(ws: Wss, mut messages: Vec<Vec<u8>>, closed: Captured<Result<(), Error>>) {
     let Some(message) = messages.pop() else {
         let keep = ws.clone(); // a stream dropped while closing aborts the close
         ws.async_close(CloseCode::NORMAL, move |r| {
-            *closed.borrow_mut() = Some(r);
+            closed.set(r);
             drop(keep);
         });
         return;
@@ -160,15 +160,15 @@ fn loopback_session(
     let acceptor = TcpAcceptor::bind(&ctx, "127.0.0.1:0".parse().unwrap()).unwrap();
     let addr = acceptor.local_addr().unwrap();
     let end = serve_one(&acceptor, keys.server, server_setup);
-    let closed = Rc::new(RefCell::new(None));
+    let closed = Captured::new();
     let c = closed.clone();
     connect(&ctx, addr, &keys.client, client_setup, move |ws| {
         send_all(ws, messages, c)
     });
     ctx.run();
     // Both sides saw the close_notify exchange: a truncation would surface here.
-    assert_eq!(*closed.borrow(), Some(Ok(())), "client close");
-    assert_eq!(*end.borrow(), Some(Error::Closed), "server read");
+    assert_eq!(closed.take(), Some(Ok(())), "client close");
+    assert_eq!(end.take(), Some(Error::Closed), "server read");
 }
 
 #[test]
@@ -252,7 +252,7 @@ fn wss_pings_are_answered_between_messages() {
     let addr = acceptor.local_addr().unwrap();
     let end = serve_one(&acceptor, keys.server, |_| {});
     let pongs = Rc::new(Cell::new(0));
-    let closed = Rc::new(RefCell::new(None));
+    let closed = Captured::new();
     let (p, c) = (pongs.clone(), closed.clone());
     connect(
         &ctx,
@@ -273,8 +273,8 @@ fn wss_pings_are_answered_between_messages() {
     );
     ctx.run();
     assert_eq!(pongs.get(), 1);
-    assert_eq!(*closed.borrow(), Some(Ok(())));
-    assert_eq!(*end.borrow(), Some(Error::Closed));
+    assert_eq!(closed.take(), Some(Ok(())));
+    assert_eq!(end.take(), Some(Error::Closed));
 }
 
 #[test]
@@ -605,14 +605,14 @@ enum Faulty {
 
 /// The server of the fail loop: echoes until the read ends; records every error but the
 /// clean end (`Closed`), which goes to `end`.
-fn recorded_echo(ws: MemWss, buf: FlatBuffer, f: FirstError, end: Rc<RefCell<Option<Error>>>) {
+fn recorded_echo(ws: MemWss, buf: FlatBuffer, f: FirstError, end: Captured<Error>) {
     let (w, b) = (ws.clone(), buf.clone());
     ws.async_read(&buf, move |r, _| {
         if let Err(e) = r {
             if e != Error::Closed {
                 f.record(&Err(e.clone()));
             }
-            *end.borrow_mut() = Some(e);
+            end.set(e);
             return;
         }
         w.set_binary(w.got_binary());
@@ -639,7 +639,7 @@ fn mem_session(fc: test::FailCount, keys: &Pki, faulty: Faulty) -> Result<(), Er
     let client: MemWss = websocket::Stream::new(tls::Stream::new(a, &keys.client));
     let server: MemWss = websocket::Stream::new(tls::Stream::new(b, &keys.server));
     client.next_layer().set_server_name("localhost").unwrap();
-    let end = Rc::new(RefCell::new(None));
+    let end = Captured::new();
     let (s, e, f) = (server.clone(), end.clone(), server_first.clone());
     server
         .next_layer()
@@ -693,7 +693,7 @@ fn mem_session(fc: test::FailCount, keys: &Pki, faulty: Faulty) -> Result<(), Er
     match &mine {
         Ok(()) => {
             assert_eq!(theirs, Ok(()), "a clean run has no error at either end");
-            assert_eq!(*end.borrow(), Some(Error::Closed));
+            assert_eq!(end.take(), Some(Error::Closed));
         }
         Err(_) => {
             assert!(fc.tripped());

@@ -447,9 +447,15 @@ impl Handle {
         }
     }
 
-    /// Delivers readiness to an object from the run loop (never inline).
+    /// Delivers readiness to an object from the run loop (never inline). A signal for the
+    /// object signalled last joins that one, so that many writes to one in-memory peer in
+    /// a turn queue one wake-up.
     pub(crate) fn signal(&self, token: IoToken, readiness: Readiness) {
-        self.inner.signals.borrow_mut().push((token, readiness));
+        let mut signals = self.inner.signals.borrow_mut();
+        match signals.last_mut() {
+            Some((last, queued)) if *last == token => *queued = *queued | readiness,
+            _ => signals.push((token, readiness)),
+        }
     }
 
     /// Asks for `target.flush()` once the current batch of handlers has run (the cork of
@@ -1127,6 +1133,41 @@ mod tests {
         ctx.poll();
         assert_eq!(first.0.get(), 0);
         assert_eq!(second.0.get(), 1, "only the live token is delivered");
+    }
+
+    #[test]
+    fn signals_in_a_row_for_one_object_are_delivered_once() {
+        struct Probe(RefCell<Vec<Readiness>>);
+        impl IoObject for Probe {
+            fn on_ready(&self, readiness: Readiness) {
+                self.0.borrow_mut().push(readiness);
+            }
+            fn on_shutdown(&self) {}
+        }
+        let ctx = IoContext::new().unwrap();
+        let a = Rc::new(Probe(RefCell::new(Vec::new())));
+        let b = Rc::new(Probe(RefCell::new(Vec::new())));
+        let a_dyn: Rc<dyn IoObject> = a.clone();
+        let b_dyn: Rc<dyn IoObject> = b.clone();
+        let ta = ctx.register(Rc::downgrade(&a_dyn));
+        let tb = ctx.register(Rc::downgrade(&b_dyn));
+        for _ in 0..1000 {
+            ctx.signal(ta, Readiness::READABLE);
+        }
+        ctx.signal(ta, Readiness::WRITABLE);
+        ctx.signal(tb, Readiness::READABLE);
+        ctx.signal(ta, Readiness::READABLE);
+        assert_eq!(
+            ctx.inner.signals.borrow().len(),
+            3,
+            "only adjacent signals join"
+        );
+        ctx.poll();
+        let seen_a = a.0.borrow();
+        assert_eq!(seen_a.len(), 2);
+        assert!(seen_a[0].is_readable() && seen_a[0].is_writable());
+        assert!(seen_a[1].is_readable() && !seen_a[1].is_writable());
+        assert_eq!(b.0.borrow().len(), 1);
     }
 
     #[test]
