@@ -11,7 +11,7 @@ use common::{random, Captured};
 use rbeast::net::{FlatBuffer, IoContext, TcpAcceptor, TcpStream};
 use rbeast::proto::close::CloseCode;
 use rbeast::proto::deflate::{Deflater, PermessageDeflate};
-use rbeast::test::{self, fail_handler, success_wait};
+use rbeast::test::{self, fail_handler, success_handler, success_wait};
 use rbeast::websocket::Stream;
 use rbeast::Error;
 
@@ -300,6 +300,58 @@ fn compression_happens_and_frames_follow_write_buffer_bytes() {
     round_trip(&ctx, &client, &server, &compressible(1 << 20), false);
     let sent = client.next_layer().nwrite_bytes() - before;
     assert!(sent < 40_000, "sent {sent}");
+}
+
+#[test]
+fn compressed_frames_keep_the_write_buffer_bytes_of_their_message() {
+    // As Beast, which sizes its write buffer as a message begins: a change in the middle of
+    // a compressed message applies from the next message.
+    let ctx = IoContext::new().unwrap();
+    let (client, server) = compressed_pair(&ctx);
+    for (writer, reader) in [(&client, &server), (&server, &client)] {
+        writer.set_write_buffer_bytes(4096).unwrap();
+        let (a, b) = (random_text(20_000, 3), random_text(20_000, 6));
+        writer.async_write_some(false, bytes::Bytes::from(a.clone()), success_handler());
+        ctx.run();
+        writer.set_write_buffer_bytes(500).unwrap();
+        writer.async_write_some(true, bytes::Bytes::from(b.clone()), success_handler());
+        ctx.run();
+        let first = parse_frames(&reader.next_layer().input());
+        assert!(first.last().unwrap().fin);
+        let sizes: Vec<usize> = first.iter().map(|f| f.payload.len()).collect();
+        // 40,000 letters compress to about 24 KB: frames of a 4096-byte chunk but the last
+        // (less the four bytes the codec holds back, so that the `00 00 ff ff` tail is never
+        // sent).
+        assert!(
+            sizes.len() >= 5
+                && sizes[..sizes.len() - 1]
+                    .iter()
+                    .all(|n| (4092..=4096).contains(n)),
+            "{sizes:?}"
+        );
+        let buf = FlatBuffer::new();
+        reader.async_read(&buf, |r, n| assert_eq!((r, n), (Ok(()), 40_000)));
+        ctx.run();
+        assert!(buf.data()[..20_000] == a[..] && buf.data()[20_000..] == b[..]);
+        // The next message is cut at the new size.
+        let before = reader.next_layer().input().len();
+        writer.async_write(
+            bytes::Bytes::from(random_text(20_000, 8)),
+            success_handler(),
+        );
+        ctx.run();
+        let next = parse_frames(&reader.next_layer().input()[before..]);
+        let sizes: Vec<usize> = next.iter().map(|f| f.payload.len()).collect();
+        assert!(
+            next.len() > 20 && sizes.iter().all(|&n| n <= 500),
+            "{sizes:?}"
+        );
+        reader.async_read(&FlatBuffer::new(), |r, n| {
+            assert_eq!((r, n), (Ok(()), 20_000))
+        });
+        ctx.run();
+        writer.set_write_buffer_bytes(4096).unwrap();
+    }
 }
 
 #[test]

@@ -381,18 +381,19 @@ impl<T: Transport> Core<T> {
         self.pmd.wr_compress
     }
 
-    /// Compresses the write's data into frames of at most `write_buffer_bytes` (at least
-    /// [`MIN_DEFLATE_CHUNK`]) compressed bytes, one frame per chunk, whatever
-    /// `auto_fragment` says (as Beast). A non-final write may emit nothing (compression
-    /// latency); it completes once its data is taken. Returns true on progress.
+    /// Compresses the write's data into frames of at most `write_buffer_bytes` (latched at
+    /// the message's start; at least [`MIN_DEFLATE_CHUNK`]) compressed bytes, one frame per
+    /// chunk, whatever `auto_fragment` says (as Beast). A non-final write may emit nothing
+    /// (compression latency); it completes once its data is taken. Returns true on progress.
     pub(crate) fn advance_write_deflate(&mut self, handle: &Handle, mut op: Box<WriteOp>) -> bool {
         op.framing.emitted = true; // started: the compression decision holds for the whole op
         if !self.pmd.wr_in_msg {
             self.pmd.wr_in_msg = true;
             self.pmd.wr_first = true;
             self.wr_opcode = self.opts.message_opcode();
+            self.wr_frame_bytes = self.opts.write_buffer_bytes();
         }
-        let chunk = self.opts.write_buffer_bytes().max(MIN_DEFLATE_CHUNK);
+        let chunk = self.wr_frame_bytes.max(MIN_DEFLATE_CHUNK);
         let mut progressed = false;
         // Empty if a caller up the stack holds it (then this call allocates its own).
         let mut buf = FRAME_PAYLOAD

@@ -509,7 +509,10 @@ impl<T: Transport> Stream<T> {
         self.inner.core.borrow().opts.auto_fragment
     }
 
-    /// Sets the write buffer size: the largest frame when fragmenting (default 4096).
+    /// Sets the write buffer size: the largest frame when fragmenting, and the size of the
+    /// chunks a compressed message is cut into (default 4096). A message keeps the size in
+    /// force when it began (as Beast, which sizes its write buffer as a message begins);
+    /// the output's high-water mark, 16 times the size and at least 64 KiB, follows at once.
     ///
     /// # Errors
     /// [`Error::InvalidArgument`] for less than 8 bytes, as Beast.

@@ -142,6 +142,9 @@ pub(crate) struct Core<T: Transport> {
     pub(crate) wr_cont: bool,
     pub(crate) wr_opcode: Opcode,
     pub(crate) wr_auto_fragment: bool,
+    /// `write_buffer_bytes` latched at the message's start (as Beast): the size its frames
+    /// are cut to.
+    pub(crate) wr_frame_bytes: usize,
     pub(crate) wr_close: bool,
     pub(crate) flush_scheduled: bool,
     /// A read completed since the output was last considered for flushing.
@@ -192,6 +195,7 @@ impl<T: Transport> Core<T> {
             wr_cont: false,
             wr_opcode: Opcode::Text,
             wr_auto_fragment: true,
+            wr_frame_bytes: 4096,
             wr_close: false,
             flush_scheduled: false,
             read_done: false,

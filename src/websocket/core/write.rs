@@ -149,9 +149,10 @@ impl<T: Transport> Core<T> {
                 // A new message: latch its settings (Beast latches them at message start).
                 self.wr_opcode = self.opts.message_opcode();
                 self.wr_auto_fragment = self.opts.auto_fragment;
+                self.wr_frame_bytes = self.opts.write_buffer_bytes();
             }
             let len = if self.wr_auto_fragment {
-                remaining.min(self.opts.write_buffer_bytes())
+                remaining.min(self.wr_frame_bytes)
             } else {
                 remaining
             };
@@ -180,7 +181,7 @@ impl<T: Transport> Core<T> {
     /// when it is one `Bytes`), and each frame's chunk is cut from that, without a call
     /// through the caller's buffers per frame. The caller has latched the message's settings.
     fn emit_shared_frames(&mut self, fin: bool, data: &mut dyn Buf, framing: &mut Framing) {
-        let size = self.opts.write_buffer_bytes();
+        let size = self.wr_frame_bytes;
         let remaining = data.remaining();
         let high_water = self.opts.high_water();
         let mut queued = self.out.len();
@@ -299,18 +300,27 @@ impl<T: Transport> Core<T> {
         if !self.can_frame_at_once() {
             return None;
         }
-        let (opcode, auto_fragment) = if self.wr_cont {
-            (Opcode::Continuation, self.wr_auto_fragment)
+        let (opcode, auto_fragment, frame_bytes) = if self.wr_cont {
+            (
+                Opcode::Continuation,
+                self.wr_auto_fragment,
+                self.wr_frame_bytes,
+            )
         } else {
-            (self.opts.message_opcode(), self.opts.auto_fragment)
+            (
+                self.opts.message_opcode(),
+                self.opts.auto_fragment,
+                self.opts.write_buffer_bytes(),
+            )
         };
-        if auto_fragment && len > self.opts.write_buffer_bytes() {
+        if auto_fragment && len > frame_bytes {
             return None;
         }
         if !self.wr_cont {
             // A new message: latch its settings (Beast latches them at message start).
             self.wr_opcode = opcode;
             self.wr_auto_fragment = auto_fragment;
+            self.wr_frame_bytes = frame_bytes;
         }
         self.wr_cont = !fin;
         Some(opcode)
@@ -488,5 +498,34 @@ mod tests {
                 "{size} {before}: a frame past the mark ({queued})"
             );
         }
+    }
+
+    #[test]
+    fn write_buffer_bytes_changed_in_a_message_applies_from_the_next_message() {
+        // As Beast, which sizes its write buffer as a message begins: the parts of the
+        // message in progress keep its frame size, and the next message has the new one.
+        let ctx = IoContext::new().unwrap();
+        let ws = Stream::new(TestStream::new(&ctx));
+        ws.open_unchecked(Role::Server);
+        ws.set_binary(true);
+        let (a, b, c) = (payload(10_000, 1), payload(6_000, 2), payload(2_500, 3));
+        ws.async_write_some(false, Bytes::from(a.clone()), |r, n| {
+            assert_eq!((r, n), (Ok(()), 10_000))
+        });
+        ctx.run();
+        ws.set_write_buffer_bytes(1000).unwrap();
+        ws.async_write_some(true, Bytes::from(b.clone()), |r, n| {
+            assert_eq!((r, n), (Ok(()), 6_000))
+        });
+        ws.async_write(Bytes::from(c.clone()), |r, n| {
+            assert_eq!((r, n), (Ok(()), 2_500))
+        });
+        ctx.run();
+        let mut want = expected(&[(&a, false), (&b, true)], 4096);
+        want.extend(expected(&[(&c, true)], 1000));
+        let got = frames(&ws.next_layer().take_output());
+        let sizes: Vec<usize> = got.iter().map(|f| f.1.len()).collect();
+        assert_eq!(sizes, [4096, 4096, 1808, 4096, 1904, 1000, 1000, 500]);
+        assert!(got == want);
     }
 }
