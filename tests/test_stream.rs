@@ -90,6 +90,49 @@ fn write_size_three_forces_partial_writes() {
 }
 
 #[test]
+fn write_capacity_makes_writes_wait_for_the_peer_to_read() {
+    let ctx = IoContext::new().unwrap();
+    let (a, b) = Stream::pair(&ctx);
+    a.write_capacity(10);
+    let payload: Vec<u8> = (0..100u8).collect();
+    let w = Captured::new();
+    a.async_write(Bytes::from(payload.clone()), w.io_handler());
+    // `poll`, not `run`: the waiting write is outstanding work, and nothing would end it.
+    while ctx.poll() > 0 {}
+    assert!(!w.is_set(), "the write waits with the peer's input full");
+    assert_eq!(&b.input()[..], &payload[..10]);
+    // Each read makes room; the write goes on and completes once all of it is taken.
+    let got = Rc::new(RefCell::new(Vec::new()));
+    fn read_all(b: Stream, got: Rc<RefCell<Vec<u8>>>) {
+        let buf = FlatBuffer::new();
+        let (b2, buf2) = (b.clone(), buf.clone());
+        b.async_read_some(&buf, move |r, n| {
+            r.unwrap();
+            got.borrow_mut().extend_from_slice(&buf2.data()[..n]);
+            if got.borrow().len() < 100 {
+                read_all(b2, got);
+            }
+        });
+    }
+    read_all(b.clone(), got.clone());
+    ctx.run();
+    assert_eq!(w.take(), Some((Ok(()), 100)));
+    assert_eq!(*got.borrow(), payload);
+    assert!(a.nwrite() >= 10, "at most 10 bytes a write: {}", a.nwrite());
+    // Without a peer, taking the output makes room.
+    let c = Stream::new(&ctx);
+    c.write_capacity(4);
+    let w = Captured::new();
+    c.async_write(&b"abcdefgh"[..], w.io_handler());
+    while ctx.poll() > 0 {}
+    assert!(!w.is_set());
+    assert_eq!(&c.take_output()[..], b"abcd");
+    ctx.run();
+    assert_eq!(w.take(), Some((Ok(()), 8)));
+    assert_eq!(&c.take_output()[..], b"efgh");
+}
+
+#[test]
 fn append_injects_input_and_str_shows_it() {
     let ctx = IoContext::new().unwrap();
     let s = Stream::new(&ctx);

@@ -28,6 +28,8 @@ pub(crate) struct MemIo {
     peer: RefCell<Weak<StreamCore<MemIo>>>,
     read_size: Cell<usize>,
     write_size: Cell<usize>,
+    /// The most bytes this end's writes may leave unread (at the peer, or in `output`).
+    write_capacity: Cell<usize>,
     fail: RefCell<Option<FailCount>>,
     open: Cell<bool>,
     /// After the input drains, reads see end of stream.
@@ -78,6 +80,13 @@ impl RawIo for MemIo {
         let n = buf.len().min(input.len()).min(self.read_size.get());
         buf[..n].copy_from_slice(&input[..n]);
         input.advance(n);
+        drop(input);
+        if let Some(p) = self.peer() {
+            if p.io.write_capacity.get() != usize::MAX {
+                // The peer's writes may be waiting for room.
+                notify(&p, Readiness::WRITABLE);
+            }
+        }
         self.counters.nread.set(self.counters.nread.get() + 1);
         self.counters
             .nread_bytes
@@ -97,7 +106,6 @@ impl RawIo for MemIo {
             return Err(io::ErrorKind::ConnectionReset.into());
         }
         let peer = self.peer();
-        let mut left = self.write_size.get();
         let mut written = 0;
         {
             let mut out_own;
@@ -112,6 +120,11 @@ impl RawIo for MemIo {
                     &mut out_own
                 }
             };
+            let room = self.write_capacity.get().saturating_sub(out.len());
+            if room == 0 && bufs.iter().any(|b| !b.is_empty()) {
+                return Err(io::ErrorKind::WouldBlock.into());
+            }
+            let mut left = self.write_size.get().min(room);
             for b in bufs {
                 let n = b.len().min(left);
                 out.extend_from_slice(&b[..n]);
@@ -227,6 +240,7 @@ impl Stream {
             peer: RefCell::new(Weak::new()),
             read_size: Cell::new(usize::MAX),
             write_size: Cell::new(usize::MAX),
+            write_capacity: Cell::new(usize::MAX),
             fail: RefCell::new(None),
             open: Cell::new(true),
             input_eof: Cell::new(false),
@@ -290,6 +304,27 @@ impl Stream {
         self.core.io.write_size.set(n.max(1));
     }
 
+    /// Bounds the bytes this end's writes may leave unread, as a socket's buffers do: a
+    /// write that finds that many waiting at the peer (or, with no peer, in the output not
+    /// yet taken) fails with `WouldBlock`, so that operations wait, and the peer's reads
+    /// (or [`take_output`](Stream::take_output)) make room. Unbounded by default (at least
+    /// 1).
+    ///
+    /// ```
+    /// use rbeast::net::Transport;
+    /// let ctx = rbeast::net::IoContext::new().unwrap();
+    /// let mut s = rbeast::test::Stream::new(&ctx);
+    /// s.write_capacity(4);
+    /// assert_eq!(s.write_vectored(&[std::io::IoSlice::new(b"abcdef")]).unwrap(), 4);
+    /// let e = s.write_vectored(&[std::io::IoSlice::new(b"ef")]).unwrap_err();
+    /// assert_eq!(e.kind(), std::io::ErrorKind::WouldBlock);
+    /// assert_eq!(&s.take_output()[..], b"abcd");
+    /// assert_eq!(s.write_vectored(&[std::io::IoSlice::new(b"ef")]).unwrap(), 2);
+    /// ```
+    pub fn write_capacity(&self, n: usize) {
+        self.core.io.write_capacity.set(n.max(1));
+    }
+
     /// Appends raw bytes to this end's input, as if the peer had written them.
     ///
     /// ```
@@ -342,7 +377,12 @@ impl Stream {
     /// assert!(s.take_output().is_empty());
     /// ```
     pub fn take_output(&self) -> Bytes {
-        self.core.io.output.borrow_mut().split().freeze()
+        let out = self.core.io.output.borrow_mut().split().freeze();
+        if self.core.io.write_capacity.get() != usize::MAX {
+            // Writes may be waiting for room.
+            notify(&self.core, Readiness::WRITABLE);
+        }
+        out
     }
 
     /// Closes this end: its pending operations abort; the peer reads what is left, then

@@ -527,5 +527,41 @@ mod tests {
         let sizes: Vec<usize> = got.iter().map(|f| f.1.len()).collect();
         assert_eq!(sizes, [4096, 4096, 1808, 4096, 1904, 1000, 1000, 500]);
         assert!(got == want);
+
+        // A write waiting for the output to drain keeps the size too.
+        let ctx = IoContext::new().unwrap();
+        let ws = Stream::new(TestStream::new(&ctx));
+        ws.open_unchecked(Role::Server);
+        ws.set_binary(true);
+        ws.next_layer().write_capacity(10_000);
+        let data = payload(300_000, 4);
+        let done = std::rc::Rc::new(std::cell::Cell::new(false));
+        let d = done.clone();
+        ws.async_write(Bytes::from(data.clone()), move |r, n| {
+            assert_eq!((r, n), (Ok(()), 300_000));
+            d.set(true);
+        });
+        ws.set_write_buffer_bytes(1000).unwrap();
+        let mut out = Vec::new();
+        let mut turns = 0;
+        while !done.get() {
+            ctx.poll();
+            out.extend_from_slice(&ws.next_layer().take_output());
+            turns += 1;
+            assert!(turns < 10_000, "the write never completed");
+        }
+        assert!(turns > 20, "the write waited for room ({turns} turns)");
+        // It completed with its last frames queued: let the output drain.
+        loop {
+            let ran = ctx.poll();
+            let more = ws.next_layer().take_output();
+            if ran == 0 && more.is_empty() {
+                break;
+            }
+            out.extend_from_slice(&more);
+            turns += 1;
+            assert!(turns < 10_000, "the output never drained");
+        }
+        assert!(frames(&out) == expected(&[(&data, true)], 4096));
     }
 }
