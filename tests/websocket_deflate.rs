@@ -355,6 +355,56 @@ fn compressed_frames_keep_the_write_buffer_bytes_of_their_message() {
 }
 
 #[test]
+fn a_write_that_waits_to_begin_its_message_keeps_its_compression_and_kind() {
+    // Beast decides a message's compression and kind as its first write starts: options
+    // changed while that write waits for room apply from the next message.
+    let ctx = IoContext::new().unwrap();
+    let (client, server) = compressed_pair(&ctx);
+    client.next_layer().write_capacity(10);
+    // An uncompressed frame past the high-water mark: the output is full.
+    client.set_compress(false);
+    client.set_auto_fragment(false);
+    client.set_binary(true);
+    client.async_write(bytes::Bytes::from(random(100_000, 3)), success_handler());
+    while ctx.poll() > 0 {}
+    client.set_compress(true);
+    client.set_binary(false);
+    let text = compressible(5000);
+    let done = Captured::new();
+    client.async_write(bytes::Bytes::from(text.clone()), done.io_handler());
+    client.set_compress(false);
+    client.set_binary(true);
+    // The reader takes both messages as they come, making room for the writer.
+    let (first, second) = (FlatBuffer::new(), FlatBuffer::new());
+    let (s, b2) = (server.clone(), second.clone());
+    server.async_read(&first, move |r, n| {
+        assert_eq!((r, n), (Ok(()), 100_000));
+        s.async_read(&b2, |r, n| assert_eq!((r, n), (Ok(()), 5000)));
+    });
+    let mut turns = 0;
+    while !done.is_set() || second.size() < 5000 {
+        ctx.poll();
+        turns += 1;
+        assert!(
+            turns < 1_000_000,
+            "the messages never arrived: {} {} {} {} {} {}",
+            done.is_set(),
+            first.size(),
+            second.size(),
+            server.next_layer().input().len(),
+            client.next_layer().nwrite_bytes(),
+            server.next_layer().nread_bytes(),
+        );
+    }
+    assert_eq!(done.take(), Some((Ok(()), 5000)));
+    assert!(!server.got_binary(), "the second message is text");
+    assert!(*second.data() == text[..]);
+    // It went compressed: 5000 repetitive bytes took far fewer on the wire.
+    let sent = client.next_layer().nwrite_bytes();
+    assert!(sent < 100_000 + 1000, "sent {sent}");
+}
+
+#[test]
 fn write_some_pieces_make_one_compressed_message() {
     let ctx = IoContext::new().unwrap();
     let (client, server) = compressed_pair(&ctx);

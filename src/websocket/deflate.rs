@@ -374,9 +374,7 @@ impl<T: Transport> Core<T> {
     /// whether `op` goes through the compressor.
     pub(crate) fn pmd_write(&mut self, op: &mut WriteOp) -> bool {
         if !self.wr_cont && !self.pmd.wr_in_msg && !op.framing.emitted {
-            self.pmd.wr_compress = self.pmd.codec.is_some()
-                && self.pmd.compress
-                && op.data().remaining() >= self.pmd.msg_size_threshold();
+            self.pmd.wr_compress = self.pmd.codec.is_some() && op.start.compress;
         }
         self.pmd.wr_compress
     }
@@ -390,8 +388,8 @@ impl<T: Transport> Core<T> {
         if !self.pmd.wr_in_msg {
             self.pmd.wr_in_msg = true;
             self.pmd.wr_first = true;
-            self.wr_opcode = self.opts.message_opcode();
-            self.wr_frame_bytes = self.opts.write_buffer_bytes();
+            self.wr_opcode = op.start.opcode;
+            self.wr_frame_bytes = op.start.frame_bytes;
         }
         let chunk = self.wr_frame_bytes.max(MIN_DEFLATE_CHUNK);
         let mut progressed = false;

@@ -1304,11 +1304,13 @@ impl<T: Transport> Stream<T> {
                 }
                 left => {
                     let framing = left.map_or(Framing::default(), |(framing, _)| framing);
+                    let start = core.message_start(len);
                     self.handle().work_started();
                     core.write_op = Some(Box::new(WriteOp {
                         job: WriteJob::new(data, handler),
                         fin,
                         framing,
+                        start,
                     }));
                     drop(core);
                     self.inner.drive_write();

@@ -20,6 +20,21 @@ pub(crate) struct WriteOp {
     pub(crate) job: WriteJob,
     pub(crate) fin: bool,
     pub(crate) framing: Framing,
+    /// The settings of the message it begins, if it does, as they were when it started.
+    pub(crate) start: MessageStart,
+}
+
+/// A message's settings as its first write starts (Beast's `begin_msg`): the message keeps
+/// them to its end, whatever the options become while its writes wait.
+#[derive(Clone, Copy)]
+pub(crate) struct MessageStart {
+    pub(crate) opcode: Opcode,
+    pub(crate) auto_fragment: bool,
+    /// `write_buffer_bytes`: the size of its frames, or of its compressed chunks.
+    pub(crate) frame_bytes: usize,
+    /// The message is compressed: permessage-deflate is in force, `compress()` was on and
+    /// the first write carries at least `msg_size_threshold` bytes.
+    pub(crate) compress: bool,
 }
 
 /// How far a write's framing got.
@@ -124,8 +139,13 @@ impl<T: Transport> Core<T> {
             return self.advance_write_deflate(handle, op);
         }
         let before = op.framing;
-        let WriteOp { job, fin, framing } = &mut *op;
-        if self.emit_frames(*fin, job.data(), framing) {
+        let WriteOp {
+            job,
+            fin,
+            framing,
+            start,
+        } = &mut *op;
+        if self.emit_frames(*fin, job.data(), framing, *start) {
             op.complete(handle, Ok(()));
             return true;
         }
@@ -134,9 +154,27 @@ impl<T: Transport> Core<T> {
         progressed
     }
 
+    /// The settings a message begun now by a write of `len` bytes keeps (see
+    /// [`MessageStart`]).
+    pub(crate) fn message_start(&self, len: usize) -> MessageStart {
+        MessageStart {
+            opcode: self.opts.message_opcode(),
+            auto_fragment: self.opts.auto_fragment,
+            frame_bytes: self.opts.write_buffer_bytes(),
+            compress: self.pmd.would_compress(len),
+        }
+    }
+
     /// Emits frames of a write until all of `data` is framed (true) or the output is full
-    /// (false), recording its progress in `framing`.
-    fn emit_frames(&mut self, fin: bool, data: &mut dyn Buf, framing: &mut Framing) -> bool {
+    /// (false), recording its progress in `framing`; a write that begins a message gives it
+    /// the settings of `start`.
+    fn emit_frames(
+        &mut self,
+        fin: bool,
+        data: &mut dyn Buf,
+        framing: &mut Framing,
+        start: MessageStart,
+    ) -> bool {
         loop {
             let remaining = data.remaining();
             if framing.emitted && remaining == 0 {
@@ -147,9 +185,9 @@ impl<T: Transport> Core<T> {
             }
             if !self.wr_cont {
                 // A new message: latch its settings (Beast latches them at message start).
-                self.wr_opcode = self.opts.message_opcode();
-                self.wr_auto_fragment = self.opts.auto_fragment;
-                self.wr_frame_bytes = self.opts.write_buffer_bytes();
+                self.wr_opcode = start.opcode;
+                self.wr_auto_fragment = start.auto_fragment;
+                self.wr_frame_bytes = start.frame_bytes;
             }
             let len = if self.wr_auto_fragment {
                 remaining.min(self.wr_frame_bytes)
@@ -266,7 +304,8 @@ impl<T: Transport> Core<T> {
             return None;
         }
         let mut framing = Framing::default();
-        let done = self.emit_frames(fin, data, &mut framing);
+        let start = self.message_start(data.remaining());
+        let done = self.emit_frames(fin, data, &mut framing, start);
         Some((framing, done))
     }
 
@@ -563,5 +602,52 @@ mod tests {
             assert!(turns < 10_000, "the output never drained");
         }
         assert!(frames(&out) == expected(&[(&data, true)], 4096));
+    }
+
+    #[test]
+    fn a_write_that_waits_to_begin_its_message_keeps_the_settings_it_started_with() {
+        // Beast latches a message's settings as its first write starts (`begin_msg`), so
+        // options changed while that write waits for room apply from the next message.
+        let ctx = IoContext::new().unwrap();
+        let ws = Stream::new(TestStream::new(&ctx));
+        ws.open_unchecked(Role::Server);
+        ws.next_layer().write_capacity(10);
+        // One frame past the high-water mark: the output is full, no write outstanding.
+        ws.set_auto_fragment(false);
+        ws.async_write(Bytes::from(payload(100_000, 1)), |r, _| r.unwrap());
+        ctx.poll();
+        ws.set_binary(true);
+        ws.set_auto_fragment(true);
+        ws.set_write_buffer_bytes(1000).unwrap();
+        let second = payload(2500, 2);
+        let done = std::rc::Rc::new(std::cell::Cell::new(false));
+        let d = done.clone();
+        ws.async_write(Bytes::from(second.clone()), move |r, n| {
+            assert_eq!((r, n), (Ok(()), 2500));
+            d.set(true);
+        });
+        ws.set_binary(false);
+        ws.set_auto_fragment(false);
+        ws.set_write_buffer_bytes(4096).unwrap();
+        let mut out = Vec::new();
+        let mut turns = 0;
+        loop {
+            let ran = ctx.poll();
+            let more = ws.next_layer().take_output();
+            if ran == 0 && more.is_empty() && done.get() {
+                break;
+            }
+            out.extend_from_slice(&more);
+            turns += 1;
+            assert!(turns < 100_000, "the writes never completed");
+        }
+        let got = frames(&out);
+        assert_eq!(
+            got.len(),
+            4,
+            "the first message, then three frames of 1000 bytes"
+        );
+        assert_eq!(got[0].0, 0x81, "the first message is text");
+        assert!(got[1..] == expected(&[(&second, true)], 1000)[..]);
     }
 }
