@@ -355,8 +355,9 @@ impl<T: Transport> Core<T> {
         if auto_fragment && len > frame_bytes {
             return None;
         }
-        if !self.wr_cont {
-            // A new message: latch its settings (Beast latches them at message start).
+        if !self.wr_cont && !fin {
+            // A new message in parts: latch its settings for the parts after this one
+            // (Beast latches them at message start). A message in one frame needs none.
             self.wr_opcode = opcode;
             self.wr_auto_fragment = auto_fragment;
             self.wr_frame_bytes = frame_bytes;
