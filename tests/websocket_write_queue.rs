@@ -66,6 +66,61 @@ fn queued_messages_arrive_in_order_and_leave_in_one_write() {
     );
 }
 
+#[test]
+fn a_queued_message_takes_the_stream_settings_as_it_is_handed_over() {
+    let ctx = IoContext::new().unwrap();
+    let ws = Stream::new(test::Stream::new(&ctx));
+    ws.open_unchecked(Role::Server);
+    // A transport that takes 1000 bytes until they are taken out, as a slow peer.
+    ws.next_layer().write_capacity(1000);
+    let queue = WriteQueue::new(&ws, 1 << 20);
+    // The first message fills the output: the second is handed to the stream at once, as a
+    // write waiting for room, and the third stays in the queue until that write is done.
+    queue.send(vec![b'a'; 300_000], true, |r, _| r.unwrap());
+    queue.send(vec![b'b'; 3000], true, |r, _| r.unwrap());
+    queue.send(vec![b'c'; 3000], true, |r, _| r.unwrap());
+    assert_eq!(queue.len(), 1, "the third message is in the queue");
+    ws.set_write_buffer_bytes(1000).unwrap();
+    let mut out = Vec::new();
+    loop {
+        let ran = ctx.poll();
+        let more = ws.next_layer().take_output();
+        if ran == 0 && more.is_empty() {
+            break;
+        }
+        out.extend_from_slice(&more);
+    }
+    // The payload lengths of the unmasked frames written.
+    let mut sizes = Vec::new();
+    let mut at = 0;
+    while at < out.len() {
+        let (len, header) = match out[at + 1] {
+            126 => (
+                usize::from(u16::from_be_bytes([out[at + 2], out[at + 3]])),
+                4,
+            ),
+            127 => (
+                u64::from_be_bytes(out[at + 2..at + 10].try_into().unwrap()) as usize,
+                10,
+            ),
+            n => (usize::from(n), 2),
+        };
+        sizes.push(len);
+        at += header + len;
+    }
+    let (first, rest) = sizes.split_at(sizes.len() - 4);
+    assert_eq!(first.iter().sum::<usize>(), 300_000);
+    assert!(
+        first[..first.len() - 1].iter().all(|&n| n == 4096),
+        "{first:?}"
+    );
+    assert_eq!(
+        rest,
+        [3000, 1000, 1000, 1000],
+        "frames of 4096 bytes, then of 1000"
+    );
+}
+
 /// A connected loopback TCP pair of open streams. Loopback sockets buffer a few MiB at
 /// most, so 32 MiB sent to a client that does not read fill them.
 fn tcp_pair(ctx: &IoContext) -> (Stream<TcpStream>, Stream<TcpStream>) {

@@ -130,7 +130,10 @@ impl<T: Transport> WriteQueue<T> {
     /// handed to the stream's output, with the bytes of `message` as `bytes_transferred`,
     /// or with the error: [`Error::WriteQueueFull`] past the bound, the stream's error
     /// otherwise (the first real error goes to one message, later ones get
-    /// [`Error::OperationAborted`]).
+    /// [`Error::OperationAborted`]). Its kind is `binary`; the stream's `compress`,
+    /// `auto_fragment` and `write_buffer_bytes` apply as they are when the queue hands the
+    /// message to the stream: in this call, unless a message before it is still waiting to
+    /// be written, and then once that one is.
     ///
     /// # Handler
     /// `FnOnce(Result<(), Error>, usize)`, run exactly once from the context's run loop,
