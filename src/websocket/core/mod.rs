@@ -10,7 +10,7 @@
 //!
 //! This module holds the state and the engine's loop ([`Core::drive`]); each side of the
 //! engine is a module of its own: [`read`] (parsing, payload delivery), [`control`] (pings,
-//! pongs, the control callback), [`write`] (framing), [`flushing`] (the corked output) and
+//! pongs, the control callback), [`write`](mod@write) (framing), [`flushing`] (the corked output) and
 //! [`close`] (the closing handshake and the teardown). Whole-message reads, direct
 //! payload reads, permessage-deflate, the handshake and the timers extend `Core` from
 //! their own modules beside this one.
