@@ -44,6 +44,9 @@ type Ws = Stream<test::Stream>;
 #[path = "common/counting.rs"]
 mod counting;
 use counting::{LIVE, PEAK};
+#[path = "common/reads.rs"]
+mod reads;
+use reads::Reads;
 
 /// What a context, its lent read buffer, a zlib state and a read's inflate steps may
 /// allocate beyond the input and the messages.
@@ -63,15 +66,6 @@ const MESSAGE_MAX: [u64; 8] = [0, 1, 16, 125, 300, 4096, 70_000, 16 * 1024 * 102
 const READ_SIZE: [usize; 8] = [usize::MAX, 1, 2, 3, 7, 64, 1000, 65_536];
 /// The largest piece the peer's bytes arrive in (`usize::MAX`: all at once).
 const PIECE: [usize; 8] = [usize::MAX, 1, 2, 5, 13, 100, 1500, 70_000];
-
-#[derive(Debug, Clone, Copy)]
-enum Reads {
-    Whole,
-    /// `async_read_some` with this limit (0: none).
-    Some(usize),
-    /// `async_read_some` with a limit of 2 and `async_read` in turn.
-    Alternate,
-}
 
 #[derive(Debug, Clone, Copy)]
 struct Deflate {
@@ -153,16 +147,6 @@ impl Config {
             peer = rest;
             Some(piece)
         })
-    }
-
-    /// The (whole, limit) of the `k`th read.
-    fn read(&self, k: usize) -> (bool, usize) {
-        match self.reads {
-            Reads::Whole => (true, 0),
-            Reads::Some(limit) => (false, limit),
-            Reads::Alternate if k.is_multiple_of(2) => (false, 2),
-            Reads::Alternate => (true, 0),
-        }
     }
 }
 
@@ -798,7 +782,7 @@ impl Seen {
 fn read_next(ws: &Ws, seen: &Rc<RefCell<Seen>>) {
     let how = {
         let s = seen.borrow();
-        s.cfg.read(s.reads)
+        s.cfg.reads.nth(s.reads)
     };
     let buffer = FlatBuffer::new();
     let (w, s, b) = (ws.clone(), seen.clone(), buffer.clone());
@@ -807,10 +791,7 @@ fn read_next(ws: &Ws, seen: &Rc<RefCell<Seen>>) {
             read_next(&w, &s);
         }
     };
-    match how {
-        (true, _) => ws.async_read(&buffer, handler),
-        (false, limit) => ws.async_read_some(&buffer, limit, handler),
-    }
+    reads::start(ws, &buffer, how, handler);
 }
 
 /// The frames the stream sent: the pongs' payloads and the close frame's, if any.

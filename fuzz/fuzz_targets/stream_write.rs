@@ -62,6 +62,9 @@ type Ws = Stream<test::Stream>;
 #[path = "common/counting.rs"]
 mod counting;
 use counting::{LIVE, PEAK};
+#[path = "common/reads.rs"]
+mod reads;
+use reads::Reads;
 
 /// What the pair may allocate whatever the messages: the context and its lent buffers, the
 /// transports, the zlib states (a compressor of up to about 270 KiB, an inflater of about
@@ -88,15 +91,6 @@ const TOTAL_MIN: usize = 16 * 1024;
 /// The time an input may take to move its payload, in nanoseconds (with the sanitizer):
 /// long runs make fewer, shorter inputs, not better ones.
 const BUDGET_NS: usize = 64_000_000;
-
-#[derive(Debug, Clone, Copy)]
-enum Reads {
-    Whole,
-    /// `async_read_some` with this limit (0: none).
-    Some(usize),
-    /// `async_read_some` with a limit of 2 and `async_read` in turn.
-    Alternate,
-}
 
 #[derive(Debug, Clone, Copy)]
 struct Deflate {
@@ -162,16 +156,6 @@ impl Config {
             seed: u64::from(b3) | u64::from(b2) << 8 | u64::from(b1) << 16 | u64::from(b0) << 24,
         };
         Some((config, program))
-    }
-
-    /// The (whole, limit) of the `k`th read.
-    fn read(&self, k: usize) -> (bool, usize) {
-        match self.reads {
-            Reads::Whole => (true, 0),
-            Reads::Some(limit) => (false, limit),
-            Reads::Alternate if k.is_multiple_of(2) => (false, 2),
-            Reads::Alternate => (true, 0),
-        }
     }
 
     /// `write_buffer_bytes` in force after the handshake.
@@ -858,7 +842,7 @@ impl Run {
 }
 
 fn read_next(ws: &Ws, run: &Rc<Run>) {
-    let how = run.cfg.read(run.reader.borrow().reads);
+    let how = run.cfg.reads.nth(run.reader.borrow().reads);
     let buffer = FlatBuffer::new();
     let (w, r, b) = (ws.clone(), run.clone(), buffer.clone());
     let handler = move |res, n| {
@@ -866,10 +850,7 @@ fn read_next(ws: &Ws, run: &Rc<Run>) {
             read_next(&w, &r);
         }
     };
-    match how {
-        (true, _) => ws.async_read(&buffer, handler),
-        (false, limit) => ws.async_read_some(&buffer, limit, handler),
-    }
+    reads::start(ws, &buffer, how, handler);
 }
 
 /// Runs `program`; the most bytes in flight.
