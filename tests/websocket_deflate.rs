@@ -7,7 +7,7 @@ mod common;
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
-use common::{random, Captured};
+use common::{parse_frames, random, Captured};
 use rbeast::net::{FlatBuffer, IoContext, TcpAcceptor, TcpStream};
 use rbeast::proto::close::CloseCode;
 use rbeast::proto::deflate::{Deflater, PermessageDeflate};
@@ -59,57 +59,6 @@ fn random_text(len: usize, seed: u64) -> Vec<u8> {
 fn compressible(len: usize) -> Vec<u8> {
     let words = b"{\"id\": 42, \"name\": \"rbeast\", \"tags\": [\"websocket\", \"deflate\"]}\n";
     words.iter().cycle().take(len).copied().collect()
-}
-
-/// One frame as seen on the wire.
-#[derive(Debug)]
-struct WireFrame {
-    fin: bool,
-    rsv1: bool,
-    opcode: u8,
-    payload: Vec<u8>,
-}
-
-/// Parses (and unmasks) every whole frame in `bytes`.
-fn parse_frames(bytes: &[u8]) -> Vec<WireFrame> {
-    let mut frames = Vec::new();
-    let mut p = 0;
-    while bytes.len() - p >= 2 {
-        let (b0, b1) = (bytes[p], bytes[p + 1]);
-        let mut at = p + 2;
-        let mut len = u64::from(b1 & 0x7f);
-        if len == 126 {
-            len = u64::from(u16::from_be_bytes([bytes[at], bytes[at + 1]]));
-            at += 2;
-        } else if len == 127 {
-            let mut be = [0u8; 8];
-            be.copy_from_slice(&bytes[at..at + 8]);
-            len = u64::from_be_bytes(be);
-            at += 8;
-        }
-        let mask = if b1 & 0x80 != 0 {
-            let k = [bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]];
-            at += 4;
-            Some(k)
-        } else {
-            None
-        };
-        let end = at + len as usize;
-        let mut payload = bytes[at..end].to_vec();
-        if let Some(k) = mask {
-            for (i, b) in payload.iter_mut().enumerate() {
-                *b ^= k[i % 4];
-            }
-        }
-        frames.push(WireFrame {
-            fin: b0 & 0x80 != 0,
-            rsv1: b0 & 0x40 != 0,
-            opcode: b0 & 0x0f,
-            payload,
-        });
-        p = end;
-    }
-    frames
 }
 
 /// Builds a frame, masked with `mask` when given.

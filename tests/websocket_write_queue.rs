@@ -11,7 +11,7 @@ use rbeast::websocket::{Stream, WriteQueue};
 use rbeast::{Error, Role};
 
 mod common;
-use common::open_pair;
+use common::{open_pair, parse_frames};
 
 type Ws = Stream<test::Stream>;
 /// Messages read, with their binary flag.
@@ -90,24 +90,7 @@ fn a_queued_message_takes_the_stream_settings_as_it_is_handed_over() {
         }
         out.extend_from_slice(&more);
     }
-    // The payload lengths of the unmasked frames written.
-    let mut sizes = Vec::new();
-    let mut at = 0;
-    while at < out.len() {
-        let (len, header) = match out[at + 1] {
-            126 => (
-                usize::from(u16::from_be_bytes([out[at + 2], out[at + 3]])),
-                4,
-            ),
-            127 => (
-                u64::from_be_bytes(out[at + 2..at + 10].try_into().unwrap()) as usize,
-                10,
-            ),
-            n => (usize::from(n), 2),
-        };
-        sizes.push(len);
-        at += header + len;
-    }
+    let sizes: Vec<usize> = parse_frames(&out).iter().map(|f| f.payload.len()).collect();
     let (first, rest) = sizes.split_at(sizes.len() - 4);
     assert_eq!(first.iter().sum::<usize>(), 300_000);
     assert!(

@@ -388,8 +388,7 @@ impl<T: Transport> Core<T> {
         if !self.pmd.wr_in_msg {
             self.pmd.wr_in_msg = true;
             self.pmd.wr_first = true;
-            self.wr_opcode = op.start.opcode;
-            self.wr_frame_bytes = op.start.frame_bytes;
+            self.begin_message(op.start);
         }
         let chunk = self.wr_frame_bytes.max(MIN_DEFLATE_CHUNK);
         let mut progressed = false;

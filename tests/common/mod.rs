@@ -164,3 +164,55 @@ pub fn tcp_pair(ctx: &IoContext) -> (Stream<TcpStream>, Stream<TcpStream>) {
     assert!(client.is_open() && server.is_open());
     (client, server)
 }
+
+/// One frame as seen on the wire.
+#[derive(Debug)]
+pub struct WireFrame {
+    pub fin: bool,
+    pub rsv1: bool,
+    pub opcode: u8,
+    pub payload: Vec<u8>,
+}
+
+/// Parses (and unmasks) every whole frame in `bytes`.
+#[allow(dead_code)] // not every test file uses it
+pub fn parse_frames(bytes: &[u8]) -> Vec<WireFrame> {
+    let mut frames = Vec::new();
+    let mut p = 0;
+    while bytes.len() - p >= 2 {
+        let (b0, b1) = (bytes[p], bytes[p + 1]);
+        let mut at = p + 2;
+        let mut len = u64::from(b1 & 0x7f);
+        if len == 126 {
+            len = u64::from(u16::from_be_bytes([bytes[at], bytes[at + 1]]));
+            at += 2;
+        } else if len == 127 {
+            let mut be = [0u8; 8];
+            be.copy_from_slice(&bytes[at..at + 8]);
+            len = u64::from_be_bytes(be);
+            at += 8;
+        }
+        let mask = if b1 & 0x80 != 0 {
+            let k = [bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]];
+            at += 4;
+            Some(k)
+        } else {
+            None
+        };
+        let end = at + len as usize;
+        let mut payload = bytes[at..end].to_vec();
+        if let Some(k) = mask {
+            for (i, b) in payload.iter_mut().enumerate() {
+                *b ^= k[i % 4];
+            }
+        }
+        frames.push(WireFrame {
+            fin: b0 & 0x80 != 0,
+            rsv1: b0 & 0x40 != 0,
+            opcode: b0 & 0x0f,
+            payload,
+        });
+        p = end;
+    }
+    frames
+}

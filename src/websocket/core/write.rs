@@ -165,6 +165,15 @@ impl<T: Transport> Core<T> {
         }
     }
 
+    /// Latches the settings of a message whose first frame is about to be emitted (Beast
+    /// latches them at message start): its later frames keep them.
+    #[inline(always)]
+    pub(crate) fn begin_message(&mut self, start: MessageStart) {
+        self.wr_opcode = start.opcode;
+        self.wr_auto_fragment = start.auto_fragment;
+        self.wr_frame_bytes = start.frame_bytes;
+    }
+
     /// Emits frames of a write until all of `data` is framed (true) or the output is full
     /// (false), recording its progress in `framing`; a write that begins a message gives it
     /// the settings of `start`.
@@ -184,10 +193,7 @@ impl<T: Transport> Core<T> {
                 return false;
             }
             if !self.wr_cont {
-                // A new message: latch its settings (Beast latches them at message start).
-                self.wr_opcode = start.opcode;
-                self.wr_auto_fragment = start.auto_fragment;
-                self.wr_frame_bytes = start.frame_bytes;
+                self.begin_message(start);
             }
             let len = if self.wr_auto_fragment {
                 remaining.min(self.wr_frame_bytes)
@@ -356,11 +362,14 @@ impl<T: Transport> Core<T> {
             return None;
         }
         if !self.wr_cont && !fin {
-            // A new message in parts: latch its settings for the parts after this one
-            // (Beast latches them at message start). A message in one frame needs none.
-            self.wr_opcode = opcode;
-            self.wr_auto_fragment = auto_fragment;
-            self.wr_frame_bytes = frame_bytes;
+            // A new message in parts: its later parts keep these settings. A message in
+            // one frame needs none.
+            self.begin_message(MessageStart {
+                opcode,
+                auto_fragment,
+                frame_bytes,
+                compress: false,
+            });
         }
         self.wr_cont = !fin;
         Some(opcode)
@@ -428,6 +437,21 @@ mod tests {
             }
         }
         frames
+    }
+
+    /// Turns the context, taking what `ws` writes, until nothing runs, nothing more is
+    /// written and `done()` holds; the bytes written.
+    fn drain(ctx: &IoContext, ws: &Stream<TestStream>, done: impl Fn() -> bool) -> Vec<u8> {
+        let mut out = Vec::new();
+        for _ in 0..100_000 {
+            let ran = ctx.poll();
+            let more = ws.next_layer().take_output();
+            if ran == 0 && more.is_empty() && done() {
+                return out;
+            }
+            out.extend_from_slice(&more);
+        }
+        panic!("the output never drained");
     }
 
     fn payload(len: usize, seed: u8) -> Vec<u8> {
@@ -592,16 +616,7 @@ mod tests {
         }
         assert!(turns > 20, "the write waited for room ({turns} turns)");
         // It completed with its last frames queued: let the output drain.
-        loop {
-            let ran = ctx.poll();
-            let more = ws.next_layer().take_output();
-            if ran == 0 && more.is_empty() {
-                break;
-            }
-            out.extend_from_slice(&more);
-            turns += 1;
-            assert!(turns < 10_000, "the output never drained");
-        }
+        out.extend(drain(&ctx, &ws, || true));
         assert!(frames(&out) == expected(&[(&data, true)], 4096));
     }
 
@@ -630,19 +645,7 @@ mod tests {
         ws.set_binary(false);
         ws.set_auto_fragment(false);
         ws.set_write_buffer_bytes(4096).unwrap();
-        let mut out = Vec::new();
-        let mut turns = 0;
-        loop {
-            let ran = ctx.poll();
-            let more = ws.next_layer().take_output();
-            if ran == 0 && more.is_empty() && done.get() {
-                break;
-            }
-            out.extend_from_slice(&more);
-            turns += 1;
-            assert!(turns < 100_000, "the writes never completed");
-        }
-        let got = frames(&out);
+        let got = frames(&drain(&ctx, &ws, || done.get()));
         assert_eq!(
             got.len(),
             4,
